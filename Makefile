@@ -1,0 +1,31 @@
+# One virtual environment in .venv; torch is installed first at a pinned version (override with
+# `make TORCH_VERSION=...`), so nothing else can pull a different (multi-GB CUDA) build.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+BIN := $(VENV)/bin
+PRESET ?= fast
+
+.PHONY: install demo test notebooks benchmarks clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/pip install -q -e '.[dlib,dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install  ## the main job: speech + one photo -> talking-face video in outputs/demo/
+	MINITALKER_PRESET=$(PRESET) $(BIN)/minitalker demo
+
+test: install  ## the whole suite: unit tests, real-data tests and every notebook (fast preset)
+	MINITALKER_PRESET=fast $(BIN)/pytest -q tests notebooks --nbval-lax --durations=15
+
+benchmarks: install
+	MINITALKER_PRESET=$(PRESET) $(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) data/cache outputs
