@@ -1,0 +1,265 @@
+"""Speech in: load any audio (or a video's sound track), log-mel features, one window per video frame.
+
+The landmark transformer sees, for every video frame, a short window of log-mel frames centred on
+that frame. The timing convention shared by the whole package (audio, video, corpus renderer):
+
+* audio is mono float32 at ``SAMPLE_RATE`` = 16 kHz; video runs at ``FPS`` = 25 frames per second;
+* video frame ``i`` is on screen during ``[i/fps, (i+1)/fps)`` and stands for its midpoint
+  ``t_i = (i + 0.5) / fps`` (see :func:`frame_times`);
+* mel frame ``m`` is centred on ``m * hop`` seconds (librosa's ``center=True``), so with a 10 ms
+  hop at 25 fps, video frame ``i`` is centred on mel frame ``4 i + 2``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from minitalker.config import PresetConfig
+
+SAMPLE_RATE = 16000  # Hz, mono
+FPS = 25  # video frames per second
+
+
+@dataclasses.dataclass
+class AudioConfig(PresetConfig):
+    """Log-mel front end. Same for both presets: features are cheap, and sharing them keeps data portable.
+
+    ``window`` = 20 mel frames = 200 ms centred on a video frame (5 video frames): long enough to
+    hold a syllable and the co-articulation around the current phoneme, short enough that the
+    features say *what the mouth does now*. (The paper does not give the window; this is our choice,
+    in line with Wav2Lip's 0.2 s audio window.) ``fmin``/``fmax`` = 55/7600 Hz cover speech at 16 kHz.
+    """
+
+    sample_rate: int = SAMPLE_RATE
+    n_mels: int = 80
+    hop_ms: float = 10.0
+    win_ms: float = 25.0
+    fmin: float = 55.0
+    fmax: float = 7600.0
+    window: int = 20  # mel frames per video frame window
+    target_rms: float = 0.1  # loudness of the active part after normalisation (-20 dBFS)
+    gate_db: float = 40.0  # frames more than this below the loudest frame count as silence
+    silence_rms: float = 1e-4  # frames quieter than this (-80 dBFS) are silence whatever the rest does
+    log_floor: float = 1e-6  # mel power floor before the log: ~70 dB below loud speech bins; hides room noise
+
+    @property
+    def hop_length(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    @property
+    def win_length(self) -> int:
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def n_fft(self) -> int:
+        """The next power of two at or above the window length (512 for 25 ms at 16 kHz)."""
+        return 1 << (self.win_length - 1).bit_length()
+
+    @property
+    def min_duration_s(self) -> float:
+        """The shortest audio that fills one frame window (0.2 s by default)."""
+        return self.window * self.hop_length / self.sample_rate
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
+    """wav/flac/mp3/ogg... via libsndfile → ((N, C) float32, rate), or None if it is not such a file."""
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except sf.LibsndfileError:
+        return None
+    return data, rate
+
+
+def _read_av(path: Path) -> tuple[np.ndarray, int] | None:
+    """The first audio stream of any container ffmpeg reads (mp4, mov, avi, mkv, m4a...) via PyAV.
+
+    Returns ((N, C) float32, rate), or None when the container has no audio stream.
+    Raises ValueError when ffmpeg cannot read the file at all.
+    """
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            to_float = av.AudioResampler(format="fltp")  # planar float32, keep layout and rate
+            chunks = [f.to_ndarray() for frame in container.decode(stream) for f in to_float.resample(frame)]
+            chunks += [f.to_ndarray() for f in to_float.resample(None)]  # flush
+            rate = stream.rate
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"could not read audio from {path} ({e}): it is corrupt or not a media file; "
+            "use wav, flac, mp3, ogg, or a video with a sound track (mp4, mov, avi, mkv)"
+        ) from None
+    if not chunks:
+        return np.zeros((0, 1), np.float32), rate
+    return np.concatenate(chunks, axis=1).T, rate  # (N, C)
+
+
+def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Load speech as mono float32 at ``sr`` Hz → ``(N,)``.
+
+    Reads audio files (wav, flac, mp3, ogg via libsndfile) and the sound track of video files
+    (mp4, mov, avi, mkv... via PyAV/ffmpeg). Channels are averaged (stereo → mono); other sample
+    rates are resampled with soxr (librosa's default, high quality), never rejected.
+    """
+    import librosa
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {path} (check the path; give a wav/flac/mp3 or a video file)")
+    read = _read_soundfile(path)
+    if read is None:
+        read = _read_av(path)
+        if read is None:
+            raise ValueError(f"{path} is a video with no audio track: pass the speech as a separate file (e.g. --audio speech.wav)")
+    data, rate = read
+    if len(data) == 0:
+        raise ValueError(f"{path} contains no audio samples: give a recording with speech in it")
+    wav = data.mean(axis=1)  # (N,) stereo → mono
+    if rate != sr:
+        wav = librosa.resample(wav, orig_sr=rate, target_sr=sr)
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- features
+
+def _check_wav(wav: np.ndarray) -> np.ndarray:
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim != 1:
+        raise ValueError(f"audio must be mono (N,) samples; got shape {wav.shape} (load_audio gives mono)")
+    if not np.isfinite(wav).all():
+        raise ValueError("audio contains NaN or inf samples")
+    return wav
+
+
+def normalise_loudness(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
+    """Scale speech so that its *active* part has RMS ``cfg.target_rms``: ``y = x * target / rms_active``.
+
+    ``rms_active = sqrt(mean_j r_j^2)`` over the 25 ms frames ``j`` whose RMS ``r_j`` is within
+    ``gate_db`` of the loudest frame and above ``silence_rms`` (a simple energy gate, our choice:
+    pauses would otherwise make a sentence with long silences look quiet). The gate is relative, so
+    ``x`` and ``0.1 x`` select the same frames and give the same ``y``. If no frame is active the
+    signal is silence and is returned unchanged (its features sit at the log floor).
+    """
+    import librosa
+
+    cfg = cfg or AudioConfig()
+    wav = _check_wav(wav)
+    r = librosa.feature.rms(y=wav, frame_length=cfg.win_length, hop_length=cfg.hop_length)[0]  # (M,)
+    active = (r > cfg.silence_rms) & (r >= r.max() * 10 ** (-cfg.gate_db / 20))
+    if not active.any():
+        return wav
+    return wav * np.float32(cfg.target_rms / np.sqrt(np.mean(r[active] ** 2)))
+
+
+def log_mel(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
+    """Loudness-normalised log-mel spectrogram ``(N,) → (M, n_mels)`` float32, ``M = 1 + N // hop``.
+
+    ``S = log(max(mel_filterbank @ |STFT(y)|^2, floor))`` with ``y = normalise_loudness(x)``, Hann
+    window of 25 ms, hop 10 ms, frames centred on ``m * hop`` (librosa ``center=True``). The floor
+    (``log(1e-6) = -13.8``) is where digital silence sits; it also hides typical room noise, so clean
+    synthetic speech and real recordings look alike (our choice).
+    """
+    import librosa
+
+    cfg = cfg or AudioConfig()
+    y = normalise_loudness(wav, cfg)
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+        n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, power=2.0,
+    )  # (n_mels, M)
+    return np.log(np.maximum(mel, cfg.log_floor)).T.astype(np.float32)  # (M, n_mels)
+
+
+def n_video_frames(n_samples: int, sr: int = SAMPLE_RATE, fps: float = FPS) -> int:
+    """Whole video frames that ``n_samples`` of audio cover: ``floor(n_samples * fps / sr)``."""
+    return int(n_samples * fps // sr)
+
+
+def frame_times(n_frames: int, fps: float = FPS) -> np.ndarray:
+    """The time each video frame stands for: its midpoint ``(i + 0.5) / fps`` seconds → ``(T,)``."""
+    return (np.arange(n_frames) + 0.5) / fps
+
+
+def frame_windows(mel: np.ndarray, n_frames: int, cfg: AudioConfig | None = None, fps: float = FPS) -> np.ndarray:
+    """Cut ``(M, 80)`` log-mel into one window per video frame → ``(T, W, 80)``.
+
+    Window ``i`` holds mel frames ``c_i - W//2 ... c_i + W//2 - 1`` with ``c_i = round(t_i / hop)``
+    the mel frame centred on the video frame's time ``t_i`` (:func:`frame_times`); so index ``W//2``
+    of each window is "now". Indices before the start or past the end repeat the edge frame.
+    """
+    cfg = cfg or AudioConfig()
+    mel = np.asarray(mel, dtype=np.float32)
+    if mel.ndim != 2:
+        raise ValueError(f"mel must be (M, n_mels); got shape {mel.shape}")
+    if len(mel) < cfg.window:
+        raise ValueError(
+            f"audio too short: {len(mel)} mel frames, need at least {cfg.window} "
+            f"(minimum duration {cfg.min_duration_s:.2f} s)"
+        )
+    hop_s = cfg.hop_length / cfg.sample_rate
+    duration = (len(mel) - 1) * hop_s
+    available = int(duration * fps + 1e-6)  # a frame more is tolerated (edge padding), more is a mismatch
+    if n_frames < 1 or n_frames > available + 1:
+        raise ValueError(
+            f"n_frames={n_frames} but the audio ({duration:.2f} s) covers {available} video frames "
+            f"at {fps:g} fps: trim the video or give the matching audio"
+        )
+    centre = np.round(frame_times(n_frames, fps) / hop_s).astype(int)  # (T,)
+    idx = centre[:, None] + np.arange(cfg.window)[None, :] - cfg.window // 2  # (T, W)
+    return mel[np.clip(idx, 0, len(mel) - 1)]  # (T, W, n_mels)
+
+
+def audio_features(wav: np.ndarray, n_frames: int | None = None, cfg: AudioConfig | None = None, fps: float = FPS) -> np.ndarray:
+    """Speech ``(N,)`` → per-frame mel windows ``(T, W, 80)``; ``T`` defaults to :func:`n_video_frames`."""
+    cfg = cfg or AudioConfig()
+    wav = _check_wav(wav)
+    if len(wav) < cfg.min_duration_s * cfg.sample_rate:
+        raise ValueError(
+            f"audio too short: {len(wav) / cfg.sample_rate:.3f} s; the minimum duration is "
+            f"{cfg.min_duration_s:.2f} s (one frame window)"
+        )
+    n_frames = n_video_frames(len(wav), cfg.sample_rate, fps) if n_frames is None else n_frames
+    return frame_windows(log_mel(wav, cfg), n_frames, cfg, fps)
+
+
+# ----------------------------------------------------------------------------- plots
+
+def plot_waveform_mel(wav: np.ndarray, mel: np.ndarray | None = None, phonemes=None, fps: float = FPS,
+                      cfg: AudioConfig | None = None, axes=None):
+    """Waveform above log-mel on one time axis, video frames as ticks, optional phoneme spans.
+
+    ``phonemes``: list of ``(label, start_s, end_s)``. ``axes``: two matplotlib axes to draw in
+    (a new figure otherwise). Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    cfg = cfg or AudioConfig()
+    wav = _check_wav(wav)
+    mel = log_mel(wav, cfg) if mel is None else np.asarray(mel)
+    if axes is None:
+        fig, axes = plt.subplots(2, 1, figsize=(10, 4), dpi=80, sharex=True)
+    ax_w, ax_m = axes
+    duration = len(wav) / cfg.sample_rate
+    ax_w.plot(np.arange(len(wav)) / cfg.sample_rate, wav, lw=0.5, color="tab:blue")
+    ax_w.set(ylabel="amplitude", xlim=(0, duration))
+    for i, (label, start, end) in enumerate(phonemes or []):
+        ax_w.axvspan(start, end, color=f"C{i % 2 + 1}", alpha=0.15, lw=0)
+        ax_w.text((start + end) / 2, 0.95, label, transform=ax_w.get_xaxis_transform(), ha="center", va="top", fontsize=8)
+    hop_s = cfg.hop_length / cfg.sample_rate
+    ax_m.imshow(mel.T, origin="lower", aspect="auto", cmap="magma",
+                extent=(-hop_s / 2, (len(mel) - 0.5) * hop_s, 0, mel.shape[1]))
+    ax_m.set(xlabel=f"time (s); minor ticks = video frames at {fps:g} fps", ylabel="mel bin")
+    ax_m.set_xticks(np.arange(n_video_frames(len(wav), cfg.sample_rate, fps) + 1) / fps, minor=True)
+    ax_m.tick_params(axis="x", which="minor", length=3)
+    return ax_w.figure
