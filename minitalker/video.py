@@ -1,0 +1,203 @@
+"""Video in and out: read frames (and sound), resample to 25 fps, stable face crops, write mp4 with audio.
+
+Frames are uint8 ``(T, H, W, 3)`` RGB. Pixel coordinates put pixel centres on integers (as dlib
+and scikit-image do): pixel ``(r, c)`` covers ``[c - 0.5, c + 0.5] x [r - 0.5, r + 0.5]``.
+Timing follows :mod:`minitalker.audio`: frame ``i`` stands for time ``(i + 0.5) / fps``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from minitalker.audio import FPS, SAMPLE_RATE, load_audio
+from minitalker.io import atomic_path
+from minitalker.landmarks.scheme import check_landmarks, face_box
+
+
+def _open_video(path: str | os.PathLike):
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video file not found: {path} (check the path)")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise ValueError(f"could not read {path} as a video ({e}): it is corrupt or not a video file") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{path} has no video stream: give a video file (mp4, mov, avi, mkv)")
+    return container
+
+
+def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Decode every frame of the first video stream → (frames ``(T, H, W, 3)`` uint8 RGB, fps)."""
+    import av
+
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate or stream.guessed_rate or FPS)
+        try:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        except av.error.FFmpegError as e:
+            raise ValueError(f"could not decode {path} ({e}): the file is corrupt") from None
+    if not frames:
+        raise ValueError(f"{path} contains no video frames")
+    return np.stack(frames), fps  # (T, H, W, 3)
+
+
+def read_video_with_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """(frames ``(T, H, W, 3)``, fps, audio ``(N,)`` mono float32 at ``sr`` or None when silent-film)."""
+    frames, fps = read_video(path)
+    with _open_video(path) as container:
+        has_audio = bool(container.streams.audio)
+    return frames, fps, load_audio(path, sr) if has_audio else None
+
+
+def resample_fps(frames: np.ndarray, src_fps: float, dst_fps: float = FPS) -> np.ndarray:
+    """Change the frame rate of any per-frame array ``(T, ...)`` (frames, landmarks) by nearest frame.
+
+    Output frame ``j`` stands for ``t_j = (j + 0.5) / dst_fps``; it copies the source frame on
+    screen then, ``i = floor(t_j * src_fps)`` (equivalently the source frame whose midpoint is
+    nearest). The duration is kept: ``T_out = round(T * dst_fps / src_fps)``. No blending, so
+    frames stay real images and landmarks stay consistent with them.
+    """
+    frames = np.asarray(frames)
+    if src_fps <= 0 or dst_fps <= 0:
+        raise ValueError(f"frame rates must be positive; got src_fps={src_fps}, dst_fps={dst_fps}")
+    n_out = max(1, round(len(frames) * dst_fps / src_fps))
+    idx = np.floor((np.arange(n_out) + 0.5) / dst_fps * src_fps).astype(int)
+    return frames[np.clip(idx, 0, len(frames) - 1)]
+
+
+# ----------------------------------------------------------------------------- aligned crops
+
+def smooth_boxes(boxes: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing over time of face boxes ``(T, 3)`` = (cx, cy, side); ``sigma`` in frames.
+
+    Detected landmarks jitter by a pixel or two per frame; a crop that follows them shakes the whole
+    face. Smoothing centre and side (edges repeated at the ends) keeps the crop steady while still
+    following real head motion slower than ~sigma frames.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return boxes if sigma <= 0 else gaussian_filter1d(boxes, sigma, axis=0, mode="nearest")
+
+
+def _crop_one(frame: np.ndarray, box: np.ndarray, size: int, pad: str) -> np.ndarray:
+    """One square crop: bilinear warp of the box onto ``size x size`` after an anti-alias blur.
+
+    Crop pixel ``u`` samples image ``x = x0 + (u + 0.5) s`` with ``x0 = cx - side/2``, ``s = side/size``.
+    When shrinking (``s > 1``) we first blur with ``sigma = (s - 1) / 2`` (scikit-image's
+    anti-aliasing rule). Only the box plus a margin is touched, so cost does not grow with the frame.
+    """
+    from scipy.ndimage import gaussian_filter
+    from skimage.transform import AffineTransform, warp
+
+    cx, cy, side = box
+    s = side / size
+    sigma = max(0.0, (s - 1) / 2)
+    r = int(np.ceil(side / 2 + 3 * sigma + 2))  # half-size of the region we read
+    ox, oy = int(np.floor(cx)) - r, int(np.floor(cy)) - r
+    h, w = frame.shape[:2]
+    rows, cols = np.arange(oy, oy + 2 * r + 1), np.arange(ox, ox + 2 * r + 1)
+    region = frame[np.clip(rows, 0, h - 1)[:, None], np.clip(cols, 0, w - 1)[None, :]].astype(np.float32)
+    if pad == "black":
+        region[(rows < 0) | (rows >= h)] = 0
+        region[:, (cols < 0) | (cols >= w)] = 0
+    if sigma > 0:
+        region = gaussian_filter(region, (sigma, sigma, 0))
+    t = AffineTransform(matrix=np.array([[s, 0, cx - side / 2 + 0.5 * s - ox],
+                                         [0, s, cy - side / 2 + 0.5 * s - oy],
+                                         [0, 0, 1]]))  # crop (u, v) → region (x, y)
+    out = warp(region, t, output_shape=(size, size), order=1, mode="edge", preserve_range=True)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def aligned_crops(frames: np.ndarray, landmarks: np.ndarray, size: int, smooth: float = 2.0,
+                  zoom: float = 1.0, pad: str = "edge") -> tuple[np.ndarray, np.ndarray]:
+    """Stable square face crops → (crops ``(T, size, size, 3)`` uint8, landmarks in crop ``(T, 68, 2)``).
+
+    Boxes come from :func:`minitalker.landmarks.scheme.face_box` on each frame, then
+    :func:`smooth_boxes` with ``smooth`` = Gaussian sigma in frames (0 = none). Parts of the box
+    outside the image repeat the border (``pad="edge"``) or are black (``pad="black"``).
+    Landmarks map exactly as the pixels do: ``u = (x - x0) / s - 0.5``.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3); got {frames.dtype} {frames.shape}")
+    landmarks = check_landmarks(landmarks)
+    if landmarks.shape[:-2] != frames.shape[:1]:
+        raise ValueError(f"need one (68, 2) landmark set per frame: {len(frames)} frames, landmarks {landmarks.shape}")
+    if pad not in ("edge", "black"):
+        raise ValueError(f"pad must be 'edge' or 'black'; got {pad!r}")
+    boxes = smooth_boxes(face_box(landmarks, zoom), smooth)  # (T, 3)
+    crops = np.stack([_crop_one(f, b, size, pad) for f, b in zip(frames, boxes)])  # (T, size, size, 3)
+    s = boxes[:, 2] / size  # (T,)
+    x0 = boxes[:, :2] - boxes[:, 2:] / 2  # (T, 2) top-left corner of the box
+    in_crop = (landmarks - x0[:, None, :]) / s[:, None, None] - 0.5  # (T, 68, 2)
+    return crops, in_crop.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- writing
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = FPS,
+                audio: np.ndarray | None = None, sr: int = SAMPLE_RATE, crf: int = 18) -> Path:
+    """Write an mp4 (H.264, yuv420p, ``crf`` quality; AAC sound if ``audio`` is given) → the path.
+
+    Uses the ffmpeg binary bundled with imageio-ffmpeg. Odd widths/heights are padded by one
+    repeated row/column (yuv420p needs even sizes). The file appears atomically; the folder must
+    exist (we do not create folders silently: a typo in a path should fail loudly, not scatter files).
+    Sound and picture keep their own lengths; players stop at the longer one.
+    """
+    import imageio_ffmpeg
+    import soundfile as sf
+
+    path = Path(path)
+    if path.suffix.lower() != ".mp4":
+        raise ValueError(f"write_video writes mp4 (H.264 + AAC): give a path ending in .mp4, not {path.name!r}")
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(
+            f"frames must be a non-empty uint8 (T, H, W, 3) array; got {frames.dtype} {frames.shape} "
+            "(from floats in [-1, 1]: ((x + 1) * 127.5).round().clip(0, 255).astype(np.uint8))"
+        )
+    if audio is not None:
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1 or len(audio) == 0:
+            raise ValueError(f"audio must be mono (N,) samples with N > 0; got shape {audio.shape}")
+    frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)), mode="edge")
+    _, h, w, _ = frames.shape
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as tmpdir:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "pipe:0"]
+        if audio is not None:
+            wav = Path(tmpdir) / "audio.wav"
+            sf.write(wav, np.clip(audio, -1, 1), sr, subtype="PCM_16")
+            cmd += ["-i", str(wav), "-c:a", "aac", "-b:a", "128k"]
+        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "fast",
+                "-movflags", "+faststart", "-f", "mp4", str(tmp)]
+        proc = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ffmpeg failed writing {path}:\n{proc.stderr.decode(errors='replace')[-2000:]}")
+    return path
+
+
+def show_video(path: str | os.PathLike, width: int = 320):
+    """An inline, embedded player (with sound) for notebooks: ``IPython.display.Video``.
+
+    The file is embedded as base64, so keep clips short and small when the notebook is committed.
+    """
+    from IPython.display import Video
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video file not found: {path}")
+    return Video(str(path), embed=True, width=width, mimetype="video/mp4", html_attributes="controls loop")
