@@ -7,6 +7,7 @@ so everything the CLI does can be done from Python (and from the notebooks) the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,9 +19,58 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmds = train.add_subparsers(dest="train_command", required=True)
     evaluate = sub.add_parser("evaluate", help="metrics and baselines for either agent")
     evaluate_cmds = evaluate.add_subparsers(dest="evaluate_command", required=True)
+    p = data_cmds.add_parser("build", help="build the built-in corpus (espeak speech + warped real photos)")
+    p.add_argument("--preset", choices=("fast", "full"), help="default: $MINITALKER_PRESET, else by hardware")
+    p.add_argument("--size", type=int, help="crop side in pixels (default: 64 fast, 128 full; 256 on request)")
+    p.add_argument("--root", help="corpus folder (default: the cache folder named after the config)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the corpus exists")
+    p.set_defaults(func=_data_build)
+    p = data_cmds.add_parser("import", help="import real recordings (GRID layout or any talking-head videos)")
+    p.add_argument("layout", choices=("grid", "videos"))
+    p.add_argument("src", help="folder of the recordings (see minitalker.data.importers for layouts)")
+    p.add_argument("--out", required=True, help="new corpus folder")
+    p.add_argument("--backend", default="dlib", choices=("dlib", "face_alignment"), help="landmark detector")
+    p.add_argument("--size", type=int, default=128, help="crop side in pixels")
+    p.set_defaults(func=_data_import)
+    p = sub.add_parser("demo", help="the main job: build the corpus if needed, write its overview and a sample clip")
+    p.add_argument("--preset", choices=("fast", "full"), help="default: $MINITALKER_PRESET, else by hardware")
+    p.add_argument("--out", default="outputs/demo", help="output folder")
+    p.set_defaults(func=_demo)
     # Each room adds its leaves below: p = data_cmds.add_parser(...); p.set_defaults(func=...),
     # with the handler importing its module lazily so that `minitalker --help` stays fast.
     return parser
+
+
+def _corpus_config(args):
+    from minitalker.data.corpus import CorpusConfig
+
+    cfg = CorpusConfig.preset(args.preset)
+    return dataclasses.replace(cfg, image_size=args.size) if getattr(args, "size", None) else cfg
+
+
+def _data_build(args) -> None:
+    from minitalker.data.corpus import build_corpus, load_corpus
+
+    cfg = _corpus_config(args)
+    if args.force:
+        build_corpus(cfg, args.root)
+    print(load_corpus(cfg, args.root))
+
+
+def _data_import(args) -> None:
+    from minitalker.data.importers import import_videos
+
+    print(import_videos(args.src, args.out, layout=args.layout, backend=args.backend, size=args.size))
+
+
+def _demo(args) -> None:
+    from minitalker.data.corpus import load_corpus
+    from minitalker.data.overview import write_sample
+
+    corpus = load_corpus(_corpus_config(args))
+    print(corpus)
+    for path in write_sample(corpus, args.out):
+        print("wrote", path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -262,7 +262,7 @@ def load_corpus(cfg: CorpusConfig | str | None = None, root: str | os.PathLike |
                              f"--preset {cfg.name}` or load_corpus(..., build_if_missing=True)") from None
         build_corpus(cfg, root, progress=progress)
         return Corpus(root)
-    if corpus.meta.get("config") != cfg.to_dict():
+    if corpus.meta["source"] != "built" or CorpusConfig.from_dict(corpus.meta["config"]) != cfg:
         raise ValueError(f"{root} holds a corpus built with another config; pass root=None to use the "
                          "cache folder of this config, or delete that folder")
     return corpus
@@ -359,8 +359,9 @@ def _split_sentences(cfg: CorpusConfig, rng: np.random.Generator) -> list[str]:
 def plan_clips(cfg: CorpusConfig) -> list[dict]:
     """Every clip to render, in order: id, text, split, identity, mirrored, voice, seed.
 
-    Appearances per split: train = training faces (and their mirror images), val = training faces,
-    test = training faces + the held-out face. They are taken in turn, voices at random.
+    Appearances per split: train = training faces (then their mirror images), val = training faces,
+    test = the held-out face + training faces. They are taken in turn (so even a tiny corpus has
+    every face), voices at random.
     """
     from minitalker.data.speech import grid_sentences
 
@@ -371,9 +372,9 @@ def plan_clips(cfg: CorpusConfig) -> list[dict]:
         raise ValueError("grid_sentences returned repeated sentences: a split by sentence needs distinct ones")
     splits = _split_sentences(cfg, rng)
     train_ids = [i for i in cfg.identities if i != cfg.heldout]
-    faces = {"train": [(i, m) for i in train_ids for m in ((False, True) if cfg.mirror else (False,))],
+    faces = {"train": [(i, m) for m in ((False, True) if cfg.mirror else (False,)) for i in train_ids],
              "val": [(i, False) for i in train_ids],
-             "test": [(i, False) for i in train_ids] + ([(cfg.heldout, False)] if cfg.heldout else [])}
+             "test": ([(cfg.heldout, False)] if cfg.heldout else []) + [(i, False) for i in train_ids]}
     turn = dict.fromkeys(SPLITS, 0)
     plan = []
     for s, (text, split) in enumerate(zip(sentences, splits)):
@@ -442,5 +443,5 @@ def build_corpus(cfg: CorpusConfig | str | None = None, root: str | os.PathLike 
             writer.add(info, frames, lm, audio)
             references.setdefault(info["identity"], (ref_frame, ref_lm))
         meta = {"source": "built", "config": cfg.to_dict(), "fps": FPS, "sample_rate": SAMPLE_RATE,
-                "identities": list(cfg.identities), "heldout": [cfg.heldout] if cfg.heldout else [], "report": []}
+                "identities": [i for i in cfg.identities if i in references],  # all, unless too few sentences "heldout": [cfg.heldout] if cfg.heldout else [], "report": []}
         return writer.finish(meta, references)
