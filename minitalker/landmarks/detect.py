@@ -150,7 +150,8 @@ def _face_alignment_model(device: str):
     """Build face-alignment's S3FD + 2D-FAN once per device, refusing to download.
 
     ``compile=False``: face-alignment 1.5 would otherwise ``torch.compile`` the FAN on first use, a
-    long one-time cost that needs a C compiler; eager mode is fast enough for clips of a few hundred frames.
+    long one-time cost that needs a C compiler; eager mode is fast enough for clips of a few hundred
+    frames. (Its first image still takes ~15 s on a small CPU: numba compiles two helpers.)
     """
     weights = face_alignment_weights()
     missing = {name: (url, path) for name, (url, path) in weights.items() if not path.exists()}
