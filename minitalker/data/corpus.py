@@ -15,14 +15,22 @@ Splits (our interpretation of the paper's protocol, which evaluates on unseen se
   ``identity`` and says ``mirrored=True``; its frames and landmarks are flipped left-right (with
   the iBUG points relabelled, see :data:`MIRROR`), and ``clip.reference()`` is flipped to match.
 
+Where the compute goes: speech and landmarks cost milliseconds per clip, warping frames tens of
+milliseconds per *frame*. The two agents need different things: the landmark agent many sentences
+and voices (audio + landmarks), the face agent many frames of each face (frames + landmarks). So
+only a ``frames_fraction`` of the training clips are rendered to frames (all val/test clips are);
+the others are **landmark-only** (``clip.has_frames`` is False). ``corpus.split(name, frames=True)``
+gives the clips with frames. (Our design for CPU budgets; with a GPU, set ``frames_fraction=1``.)
+
 On disk (``cache_dir()/corpus-<preset>-<hash>/``; the hash covers the config and format version)::
 
     meta.json                 format, version, source, config, image_size, fps, sample_rate,
                               identities, heldout, clips: [{id, identity, mirrored, split, text,
-                              voice, phonemes [[name, start_s, end_s]], words, n_frames,
-                              n_samples, shard, frame_offset, audio_offset}], report
-    shard-000.safetensors     frames (ΣT, S, S, 3) uint8 | landmarks (ΣT, 68, 2) float32 (crop px)
-                              | audio (ΣN,) float32 at 16 kHz; clips are consecutive slices
+                              voice, phonemes [[name, start_s, end_s]], words, n_frames, n_samples,
+                              shard, landmark_offset, frame_offset (null: no frames), audio_offset}],
+                              report (importers: one line per video)
+    shard-000.safetensors     landmarks (ΣT, 68, 2) float32 (crop px) | frames (ΣT', S, S, 3) uint8
+                              | audio (ΣN,) float32 at 16 kHz; each clip is a slice of each array
     references.safetensors    <identity>.frame (S, S, 3) uint8, <identity>.landmarks (68, 2) float32
 
 The folder is written under a temporary name and renamed when complete, so it either exists whole
@@ -33,6 +41,7 @@ depend only on the config, so two builds with the same seed are byte-identical.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -40,7 +49,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 from safetensors import safe_open
@@ -65,9 +74,10 @@ MIRROR = np.array(
 class CorpusConfig(PresetConfig):
     """What to build. Every field changes the output (and so the folder's hash).
 
-    ``n_sentences`` GRID-like sentences (1.5–2.5 s each) are split by ``splits`` fractions; each is
-    rendered ``clips_per_sentence`` times, each time with a voice (``voices`` × ``rates`` words per
+    ``n_sentences`` GRID-like sentences (1.3–2 s each) are split by ``splits`` fractions; each is
+    spoken ``clips_per_sentence`` times, each time with a voice (``voices`` × ``rates`` words per
     minute × ``pitches`` 0–99, drawn at random) and a face (taken in turn, so faces are balanced).
+    A random ``frames_fraction`` of the training clips get frames; val and test clips always do.
     """
 
     name: str = "fast"  # preset name, used in the folder name
@@ -81,6 +91,7 @@ class CorpusConfig(PresetConfig):
     pitches: tuple[int, ...] = (30, 50, 70)
     splits: tuple[float, ...] = (0.8, 0.1, 0.1)  # train, val, test fractions of the sentences
     mirror: bool = True  # add left-right mirrored training faces (augmentation)
+    frames_fraction: float = 0.25  # of training clips rendered to frames (the rest: landmarks only)
     seed: int = 0
 
     @classmethod
@@ -89,7 +100,7 @@ class CorpusConfig(PresetConfig):
 
     @classmethod
     def full(cls) -> "CorpusConfig":
-        return cls(name="full", image_size=128, n_sentences=2000, clips_per_sentence=2)
+        return cls(name="full", image_size=128, n_sentences=2000, clips_per_sentence=2, frames_fraction=1.0)
 
     def hash(self) -> str:
         """8 hex digits of SHA-1 over the config and the format version: the folder's identity."""
@@ -112,6 +123,8 @@ class CorpusConfig(PresetConfig):
             raise ValueError(f"splits must be three fractions (train, val, test) summing to 1; got {self.splits}")
         if self.n_sentences < 3:
             raise ValueError(f"n_sentences={self.n_sentences}: need at least 3 (one per split)")
+        if not 0 <= self.frames_fraction <= 1:
+            raise ValueError(f"frames_fraction={self.frames_fraction}: give a fraction in [0, 1]")
         if self.image_size < 16:
             raise ValueError(f"image_size={self.image_size}: use at least 16 pixels")
         if len(self.identities) - bool(self.heldout) < 1:
@@ -125,7 +138,8 @@ class Clip:
     """One utterance: speech, its landmarks and its frames. Arrays are read from the shard on access.
 
     ``audio (N,)`` float32 16 kHz · ``landmarks (T, 68, 2)`` float32 in crop pixels ·
-    ``frames (T, S, S, 3)`` uint8 · ``phonemes`` [(name, start_s, end_s)] · ``words`` the same for words.
+    ``frames (T, S, S, 3)`` uint8 (only if ``has_frames``) · ``phonemes`` [(name, start_s, end_s)] ·
+    ``words`` the same for words.
     """
 
     id: str
@@ -139,7 +153,8 @@ class Clip:
     n_samples: int
     mirrored: bool
     shard: str
-    frame_offset: int
+    landmark_offset: int
+    frame_offset: int | None
     audio_offset: int
     corpus: "Corpus" = dataclasses.field(repr=False, compare=False)
 
@@ -149,10 +164,17 @@ class Clip:
 
     @property
     def landmarks(self) -> np.ndarray:
-        return self.corpus._read(self.shard, "landmarks", self.frame_offset, self.n_frames)
+        return self.corpus._read(self.shard, "landmarks", self.landmark_offset, self.n_frames)
+
+    @property
+    def has_frames(self) -> bool:
+        return self.frame_offset is not None
 
     @property
     def frames(self) -> np.ndarray:
+        if not self.has_frames:
+            raise ValueError(f"clip {self.id} is landmark-only (no frames were rendered for it): "
+                             "take clips from corpus.split(name, frames=True)")
         return self.corpus._read(self.shard, "frames", self.frame_offset, self.n_frames)
 
     def reference(self) -> tuple[np.ndarray, np.ndarray]:
@@ -182,24 +204,23 @@ class Corpus:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{s} {len(self.split(s))}" for s in SPLITS)
-        return (f"Corpus({self.root.name}: {len(self)} clips ({counts}), {self.n_frames} frames of "
-                f"{self.image_size}px, identities {self.identities}, held out {self.heldout})")
+        with_frames = [c for c in self.clips if c.has_frames]
+        return (f"Corpus({self.root.name}: {len(self)} clips ({counts}); {len(with_frames)} with "
+                f"{sum(c.n_frames for c in with_frames)} frames of {self.image_size}px; "
+                f"identities {self.identities}, held out {self.heldout})")
 
-    @property
-    def n_frames(self) -> int:
-        return sum(c.n_frames for c in self.clips)
-
-    def split(self, name: str) -> list[Clip]:
+    def split(self, name: str, frames: bool = False) -> list[Clip]:
+        """The clips of split ``name``; with ``frames=True`` only those that have frames."""
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}: choose one of {SPLITS}")
-        return [c for c in self.clips if c.split == name]
+        return [c for c in self.clips if c.split == name and (c.has_frames or not frames)]
 
     def reference(self, identity: str, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """A neutral frame of ``identity`` and its landmarks → ((S, S, 3) uint8, (68, 2) float32)."""
         if identity not in self.identities:
             raise KeyError(f"no identity {identity!r} in this corpus; it has {self.identities}")
         frame, lm = self._references[f"{identity}.frame"], self._references[f"{identity}.landmarks"]
-        return mirror(frame[None], lm[None]) if mirrored else (frame, lm)
+        return (mirror_frames(frame), mirror_landmarks(lm, self.image_size)) if mirrored else (frame, lm)
 
     def _read(self, shard: str, key: str, start: int, length: int) -> np.ndarray:
         if shard not in self._handles:
@@ -210,17 +231,20 @@ class Corpus:
         return {**self.__dict__, "_handles": {}}
 
 
-def mirror(frames: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flip ``frames (T, S, S, 3)`` left-right and move ``landmarks (T, 68, 2)`` with them.
+def mirror_frames(frames: np.ndarray) -> np.ndarray:
+    """Flip images ``(..., S, S, 3)`` left-right."""
+    return np.ascontiguousarray(frames[..., ::-1, :])
 
-    A pixel at column ``x`` goes to ``S - 1 - x``; point ``i`` becomes point ``MIRROR[i]`` so that
-    index 36 stays the image-left outer eye corner. ``T = 1`` inputs come back without the T axis.
+
+def mirror_landmarks(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """Landmarks ``(..., 68, 2)`` of an image ``size`` pixels wide, after :func:`mirror_frames`.
+
+    Pixel column ``x`` goes to ``size - 1 - x``; point ``i`` becomes point ``MIRROR[i]`` so that the
+    points keep their meaning (36 stays the outer corner of the eye on the image's left).
     """
-    S = frames.shape[2]
-    lm = landmarks[:, MIRROR].copy()
-    lm[..., 0] = S - 1 - lm[..., 0]
-    frames = np.ascontiguousarray(frames[:, :, ::-1])
-    return (frames[0], lm[0]) if len(frames) == 1 else (frames, lm)
+    lm = landmarks[..., MIRROR, :].copy()
+    lm[..., 0] = size - 1 - lm[..., 0]
+    return lm
 
 
 def read_meta(root: Path) -> dict:
@@ -293,7 +317,7 @@ class CorpusWriter:
         self.tmp.mkdir()
         self.clips: list[dict] = []
         self._buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._frames = self._samples = self._shard = 0
+        self._landmarks = self._frames = self._samples = self._shard = 0
 
     def __enter__(self) -> "CorpusWriter":
         return self
@@ -301,16 +325,20 @@ class CorpusWriter:
     def __exit__(self, *exc) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def add(self, info: dict, frames: np.ndarray, landmarks: np.ndarray, audio: np.ndarray) -> None:
-        """Append one clip: ``frames (T, S, S, 3)`` uint8, ``landmarks (T, 68, 2)``, ``audio (N,)``."""
-        T, S = len(frames), self.size
-        if frames.shape != (T, S, S, 3) or frames.dtype != np.uint8 or landmarks.shape != (T, 68, 2):
-            raise ValueError(f"clip {info.get('id')}: frames {frames.shape} {frames.dtype} / landmarks "
-                             f"{landmarks.shape} do not match (T, {S}, {S}, 3) uint8 / (T, 68, 2)")
+    def add(self, info: dict, frames: np.ndarray | None, landmarks: np.ndarray, audio: np.ndarray) -> None:
+        """Append one clip: ``frames (T, S, S, 3)`` uint8 or None, ``landmarks (T, 68, 2)``, ``audio (N,)``."""
+        T, S = len(landmarks), self.size
+        if landmarks.shape != (T, 68, 2) or frames is not None and (frames.shape != (T, S, S, 3) or frames.dtype != np.uint8):
+            raise ValueError(f"clip {info.get('id')}: landmarks {landmarks.shape} / frames "
+                             f"{None if frames is None else (frames.shape, frames.dtype)} do not match "
+                             f"(T, 68, 2) / (T, {S}, {S}, 3) uint8")
         self.clips.append({**info, "n_frames": T, "n_samples": len(audio), "shard": f"shard-{self._shard:03d}.safetensors",
-                           "frame_offset": self._frames, "audio_offset": self._samples})
-        self._buffer.append((frames, landmarks.astype(np.float32), audio.astype(np.float32)))
-        self._frames, self._samples = self._frames + T, self._samples + len(audio)
+                           "landmark_offset": self._landmarks, "frame_offset": None if frames is None else self._frames,
+                           "audio_offset": self._samples})
+        self._buffer.append((frames if frames is not None else np.zeros((0, S, S, 3), np.uint8),
+                             landmarks.astype(np.float32), audio.astype(np.float32)))
+        self._landmarks, self._samples = self._landmarks + T, self._samples + len(audio)
+        self._frames += 0 if frames is None else T
         if self._frames >= SHARD_FRAMES:
             self._flush()
 
@@ -320,7 +348,8 @@ class CorpusWriter:
         frames, landmarks, audio = (np.concatenate(a) for a in zip(*self._buffer))
         save_file({"frames": frames, "landmarks": landmarks, "audio": audio},
                   str(self.tmp / f"shard-{self._shard:03d}.safetensors"))
-        self._buffer, self._frames, self._samples, self._shard = [], 0, 0, self._shard + 1
+        self._buffer, self._shard = [], self._shard + 1
+        self._landmarks = self._frames = self._samples = 0
 
     def finish(self, meta: dict, references: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
         """Write the last shard, references and ``meta.json``; rename the folder to ``root``.
@@ -357,7 +386,7 @@ def _split_sentences(cfg: CorpusConfig, rng: np.random.Generator) -> list[str]:
 
 
 def plan_clips(cfg: CorpusConfig) -> list[dict]:
-    """Every clip to render, in order: id, text, split, identity, mirrored, voice, seed.
+    """Every clip to make, in order: id, text, split, identity, mirrored, frames (bool), voice, seed.
 
     Appearances per split: train = training faces (then their mirror images), val = training faces,
     test = the held-out face + training faces. They are taken in turn (so even a tiny corpus has
@@ -368,8 +397,6 @@ def plan_clips(cfg: CorpusConfig) -> list[dict]:
     cfg.check()
     rng = np.random.default_rng(cfg.seed)
     sentences = grid_sentences(cfg.n_sentences, seed=cfg.seed)
-    if len(set(sentences)) != len(sentences):
-        raise ValueError("grid_sentences returned repeated sentences: a split by sentence needs distinct ones")
     splits = _split_sentences(cfg, rng)
     train_ids = [i for i in cfg.identities if i != cfg.heldout]
     faces = {"train": [(i, m) for m in ((False, True) if cfg.mirror else (False,)) for i in train_ids],
@@ -383,27 +410,66 @@ def plan_clips(cfg: CorpusConfig) -> list[dict]:
             turn[split] += 1
             voice = {"name": str(rng.choice(cfg.voices)), "rate": int(rng.choice(cfg.rates)),
                      "pitch": int(rng.choice(cfg.pitches))}
+            frames = bool(rng.random() < cfg.frames_fraction) or split != "train"
             plan.append({"id": f"s{s:05d}-{k}", "text": text, "split": split, "identity": identity,
-                         "mirrored": mirrored, "voice": voice,
+                         "mirrored": mirrored, "frames": frames, "voice": voice,
                          "seed": int(np.random.SeedSequence([cfg.seed, s, k]).generate_state(1)[0])})
     return plan
 
 
-def _render(job: tuple[dict, int]) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Worker: synthesise and render one planned clip → (info, frames, landmarks, audio, ref frame, ref lm)."""
+@functools.cache
+def _face(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``load_face`` once per process (decoding a photo costs more than rendering a short clip)."""
+    from minitalker.data.faces import load_face
+
+    image, lm = load_face(name)
+    image.flags.writeable = lm.flags.writeable = False  # shared by every clip: nobody may paint on it
+    return image, lm
+
+
+def _landmarks_only(speech, face: str, size: int, seed: int) -> np.ndarray:
+    """The landmarks ``(T, 68, 2)`` that :func:`render_clip` would give, without warping any frame."""
+    from minitalker.audio import n_video_frames
+    from minitalker.data.render import to_crop
+    from minitalker.data.visemes import animate_landmarks, articulate, rest_landmarks
+    from minitalker.landmarks.scheme import face_box
+
+    rest = rest_landmarks(_face(face)[1])
+    lms = animate_landmarks(rest, articulate(speech.phonemes, n_video_frames(len(speech.wav))), seed=seed)
+    return to_crop(lms, face_box(rest), size)
+
+
+def _make(job: tuple[dict, int]) -> tuple[dict, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Worker: speak and animate (and render, if planned) one clip → (info, frames or None, landmarks, audio)."""
     from minitalker.data.render import render_clip
     from minitalker.data.speech import Voice, synthesize
 
     item, size = job
     speech = synthesize(item["text"], Voice(**item["voice"]))
-    clip = render_clip(speech, item["identity"], size=size, seed=item["seed"])
-    frames, lm = clip.frames, clip.landmarks
+    if item["frames"]:
+        clip = render_clip(speech, _face(item["identity"]), size=size, seed=item["seed"])
+        frames, lm = clip.frames, clip.landmarks
+    else:
+        frames, lm = None, _landmarks_only(speech, item["identity"], size, item["seed"])
     if item["mirrored"]:
-        frames, lm = mirror(frames, lm)
+        frames, lm = None if frames is None else mirror_frames(frames), mirror_landmarks(lm, size)
     info = {k: item[k] for k in ("id", "identity", "mirrored", "split", "text", "voice")}
     info["phonemes"] = [[p, round(float(a), 4), round(float(b), 4)] for p, a, b in speech.phonemes]
     info["words"] = [[w, round(float(a), 4), round(float(b), 4)] for w, a, b in speech.words]
-    return info, frames, lm, speech.wav, clip.reference_frame, clip.reference_landmarks
+    return info, frames, lm, speech.wav
+
+
+def reference_face(identity: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rest pose of a bundled face (mouth closed, no motion) → (frame (S, S, 3), landmarks (68, 2)):
+    exactly the reference :func:`render_clip` gives with every clip of that face."""
+    from minitalker.data.render import render_frames
+    from minitalker.data.visemes import rest_landmarks
+    from minitalker.landmarks.scheme import face_box
+
+    image, lm = _face(identity)
+    rest = rest_landmarks(lm)
+    frames, lms = render_frames(image, lm, rest[None], size, face_box(rest))
+    return frames[0], lms[0]
 
 
 def _worker_init() -> None:
@@ -412,36 +478,35 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # one process per core; threads inside would fight over the same cores
 
 
-def _rendered(plan: list[dict], size: int, workers: int) -> Iterator[tuple]:
-    """Render ``plan`` in order, in ``workers`` processes (results come back in plan order)."""
+def _made(plan: list[dict], size: int, workers: int) -> Iterator[tuple]:
+    """Make the clips of ``plan`` in ``workers`` processes; results come back in plan order."""
     jobs = [(item, size) for item in plan]
     if workers <= 1:
-        yield from map(_render, jobs)
+        yield from map(_make, jobs)
         return
     method = "fork" if sys.platform == "linux" else "spawn"  # fork: no re-import of torch per worker
     with multiprocessing.get_context(method).Pool(workers, initializer=_worker_init) as pool:
-        yield from pool.imap(_render, jobs, chunksize=4)
+        yield from pool.imap(_make, jobs, chunksize=4)
 
 
 def build_corpus(cfg: CorpusConfig | str | None = None, root: str | os.PathLike | None = None,
                  progress: bool = True, workers: int | None = None) -> Path:
     """Build the corpus for ``cfg`` (config, preset name or None) into ``root`` → its path.
 
-    Default ``root``: ``cache_dir()/corpus-<preset>-<hash>``. Replaces whatever is at ``root``.
-    ``workers`` processes render clips in parallel (default: up to 2 cores); the output does not
-    depend on it, since each clip has its own seed and clips are written in plan order.
+    Default ``root``: ``cache_dir()/corpus-<preset>-<hash>``. Replaces a corpus (or a half-written
+    one) at ``root``. ``workers`` processes make clips in parallel (default: up to 2 cores); the
+    output does not depend on it, since each clip has its own seed and clips are written in plan order.
     """
     cfg = cfg if isinstance(cfg, CorpusConfig) else CorpusConfig.preset(cfg)
     root = Path(root) if root is not None else cache_dir() / cfg.folder_name()
     plan = plan_clips(cfg)
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
-    references: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    references = {i: reference_face(i, cfg.image_size) for i in cfg.identities}  # also loads faces for forked workers
     with CorpusWriter(root, cfg.image_size) as writer:
-        bar = tqdm(_rendered(plan, cfg.image_size, workers), total=len(plan), disable=not progress,
+        bar = tqdm(_made(plan, cfg.image_size, workers), total=len(plan), disable=not progress,
                    desc=f"building {root.name}", unit="clip")
-        for info, frames, lm, audio, ref_frame, ref_lm in bar:
+        for info, frames, lm, audio in bar:
             writer.add(info, frames, lm, audio)
-            references.setdefault(info["identity"], (ref_frame, ref_lm))
         meta = {"source": "built", "config": cfg.to_dict(), "fps": FPS, "sample_rate": SAMPLE_RATE,
-                "identities": [i for i in cfg.identities if i in references],  # all, unless too few sentences "heldout": [cfg.heldout] if cfg.heldout else [], "report": []}
+                "identities": list(cfg.identities), "heldout": [cfg.heldout] if cfg.heldout else [], "report": []}
         return writer.finish(meta, references)
