@@ -1,0 +1,242 @@
+"""The reverse process: ancestral DDPM sampling, DDIM, and classifier-free guidance.
+
+A ``model`` is any callable ``model(x_t (B, ...), t (B,) long) -> (B, ...)`` that returns the
+quantity named by ``schedule.config.prediction_type`` (eps, x0 or v). Conditioning is closed over
+(``lambda x, t: unet(x, t, tokens)``) or added with :func:`guided`.
+
+Both samplers take ``x_T``: either a tensor of starting noise (e.g. one noise image repeated for
+every frame of a clip) or a shape, in which case the noise is drawn from ``generator``. Noise is
+drawn in the order diffusers draws it (x_T first, then one tensor per stochastic step), so a seeded
+``generator`` gives the same samples as diffusers' schedulers with the same seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from minitalker.diffusion.schedule import SPACINGS, NoiseSchedule
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PREV_RULES = ("sequence", "diffusers")
+
+
+class Trajectory(NamedTuple):
+    """What a sampler saw, one entry per model call (tensors on the CPU, for plots)."""
+
+    timesteps: list[int]  # the model was called at these t
+    x_t: list[torch.Tensor]  # the sample it was given, x_T first
+    x0: list[torch.Tensor]  # its prediction of the clean sample (after clipping)
+
+
+def sampling_timesteps(num_train_timesteps: int, steps: int, spacing: str = "leading", steps_offset: int = 0) -> list[int]:
+    """The ``steps`` training timesteps a sampler visits, descending (diffusers' ``set_timesteps``).
+
+    With ``T = num_train_timesteps`` (Lin et al. 2024, table 2):
+
+    * leading:  ``0, k, 2k, ...`` with ``k = T // steps``, plus ``steps_offset`` (DDIM paper, diffusers' default);
+    * trailing: ``round(T - i T / steps) - 1``, so sampling starts at ``T - 1`` (pure noise);
+    * linspace: ``round(linspace(0, T - 1, steps))``.
+    """
+    if not 1 <= steps <= num_train_timesteps:
+        raise ValueError(f"steps must be in [1, num_train_timesteps={num_train_timesteps}]; got {steps}")
+    if spacing == "leading":
+        return [i * (num_train_timesteps // steps) + steps_offset for i in reversed(range(steps))]
+    if spacing == "trailing":
+        ratio = num_train_timesteps / steps
+        return [round(num_train_timesteps - i * ratio) - 1 for i in range(steps)]
+    if spacing == "linspace":
+        return torch.linspace(0, num_train_timesteps - 1, steps, dtype=torch.float64).round().long().flip(0).tolist()
+    raise ValueError(f"spacing must be one of {SPACINGS}; got {spacing!r}")
+
+
+def previous_timesteps(timesteps: Sequence[int], num_train_timesteps: int, rule: str = "sequence") -> list[int]:
+    """Where each step lands: ``-1`` means the clean sample.
+
+    * ``"sequence"`` (the DDIM paper): the next timestep of the list, so step ``i`` takes the sample
+      exactly to the noise level at which the model is called next;
+    * ``"diffusers"``: ``t - T // steps``, what ``DDIMScheduler.step`` computes for every spacing. For
+      "leading" spacing (and "trailing" when ``steps`` divides ``T``) this is the same list; for
+      "linspace" and other "trailing" cases it is not: e.g. ``T=1000, steps=10, linspace`` visits
+      ``999, 888, ...`` but steps ``999 -> 899``, so the model is then called at 888 on a sample whose
+      noise level is that of 899; the step from 111 lands at 11, and the model is then called at 0.
+      (Not necessarily worse samples: with few steps this mismatch can offset DDIM's own error.)
+    """
+    if rule == "sequence":
+        return [*timesteps[1:], -1]
+    if rule == "diffusers":
+        return [max(t - num_train_timesteps // len(timesteps), -1) for t in timesteps]
+    raise ValueError(f"prev_rule must be one of {PREV_RULES}; got {rule!r}")
+
+
+def _randn(shape: Sequence[int], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise on ``like``'s device/dtype, drawn on the generator's device (as diffusers does)."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(tuple(shape), generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
+def _loop(
+    model: Model,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor | Sequence[int],
+    timesteps: list[int],
+    step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, int], torch.Tensor],
+    prevs: list[int],
+    clip_sample: bool | None,
+    generator: torch.Generator | None,
+    return_intermediates: bool,
+    progress: bool,
+    desc: str,
+):
+    """The loop both samplers share: call the model, turn its output into (x0, eps), clip x0, step."""
+    if isinstance(x_T, torch.Tensor):
+        if not x_T.is_floating_point():
+            raise ValueError(f"x_T must be a float tensor of noise (or a shape); got dtype {x_T.dtype}")
+        x = x_T
+    else:
+        x = _randn(x_T, generator, schedule.alphas_cumprod)
+    clip = schedule.config.clip_sample if clip_sample is None else clip_sample
+    r = schedule.config.clip_sample_range
+    trace = Trajectory([], [], [])
+    for i, (t, t_prev) in enumerate(tqdm(list(zip(timesteps, prevs)), desc=desc, disable=not progress)):
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # (B,)
+        out = model(x, t_batch).to(x.dtype)  # (B, ...)
+        x0, eps = schedule.predict_x0_eps(out, x, t_batch)
+        if clip:
+            x0 = x0.clamp(-r, r)
+        if return_intermediates:
+            trace.timesteps.append(t)
+            trace.x_t.append(x.detach().cpu())
+            trace.x0.append(x0.detach().cpu())
+        x = step(x, x0, eps, t, t_prev)
+        if not torch.isfinite(x).all():
+            why = "the model returned NaN/inf" if not torch.isfinite(out).all() else "the update overflowed"
+            raise FloatingPointError(f"sampling step {i} of {len(timesteps)} (t={t}) produced NaN/inf: {why}")
+    return (x, trace) if return_intermediates else x
+
+
+@torch.no_grad()
+def ddpm_sample(
+    model: Model,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor | Sequence[int],
+    *,
+    steps: int | None = None,
+    spacing: str = "leading",
+    variance: str = "fixed_small",
+    clip_sample: bool | None = None,
+    generator: torch.Generator | None = None,
+    return_intermediates: bool = False,
+    progress: bool = True,
+):
+    """Ancestral sampling (DDPM Algorithm 2): ``x_prev = mu(x0_hat, x_t) + sigma z``. Returns ``(B, ...)``.
+
+    ``mu`` is the posterior mean of eq. 7 with the model's ``x0`` estimate (eq. 15) plugged in; the
+    variance is ``"fixed_small"`` (the posterior variance, ``beta_tilde``) or ``"fixed_large"``
+    (``beta_t``), the two choices of DDPM section 3.2. No noise is added on the step that lands on the
+    clean sample (``z = 0`` for the last step).
+
+    ``steps=None`` runs all ``T`` steps; fewer steps use ``sampling_timesteps(..., spacing)`` and the
+    same formulas across each jump (as diffusers' ``DDPMScheduler`` does; diffusers would still add
+    noise on a last step that starts above ``t = 0``, e.g. "trailing", which we do not).
+    ``clip_sample=None`` takes the schedule's config. With ``return_intermediates`` returns
+    ``(sample, Trajectory)``.
+    """
+    if variance not in ("fixed_small", "fixed_large"):
+        raise ValueError(f"variance must be 'fixed_small' or 'fixed_large'; got {variance!r}")
+    T = schedule.num_train_timesteps
+    timesteps = list(range(T - 1, -1, -1)) if steps is None else sampling_timesteps(T, steps, spacing, schedule.config.steps_offset)
+
+    def step(x, x0, eps, t, t_prev):
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        mean, var = schedule.posterior_mean_variance(x0, x, t_batch, t_prev)
+        if t_prev < 0:
+            return mean
+        if variance == "fixed_large":  # beta of the jump t -> t_prev
+            var = 1 - float(schedule.alphas_cumprod[t]) / float(schedule.alphas_cumprod[t_prev])
+        return mean + var**0.5 * _randn(x.shape, generator, x)
+
+    return _loop(model, schedule, x_T, timesteps, step, [*timesteps[1:], -1], clip_sample, generator,
+                 return_intermediates, progress, "DDPM")
+
+
+@torch.no_grad()
+def ddim_sample(
+    model: Model,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor | Sequence[int],
+    *,
+    steps: int | None = None,
+    eta: float | None = None,
+    spacing: str | None = None,
+    prev_rule: str = "sequence",
+    clip_sample: bool | None = None,
+    generator: torch.Generator | None = None,
+    return_intermediates: bool = False,
+    progress: bool = True,
+):
+    """DDIM (Song et al. 2021, eq. 12). Returns ``(B, ...)``.
+
+    ``x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps_hat + sigma z`` with
+    ``sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)`` (eq. 16):
+    ``eta = 0`` is the deterministic DDIM, ``eta = 1`` is ancestral DDPM on the same timesteps.
+    ``eps_hat`` is the model's own (not recomputed from a clipped ``x0_hat``, as in diffusers' default).
+    After the last step ``abar_prev`` is ``schedule.final_alpha_cumprod`` (1, or ``abar_0``).
+
+    ``steps``, ``eta``, ``spacing`` default to the schedule's config (``sampling_steps``, ``eta``,
+    ``timestep_spacing``); ``prev_rule`` picks where each step lands (see :func:`previous_timesteps`:
+    ``"diffusers"`` reproduces ``DDIMScheduler`` exactly, ``"sequence"`` follows the paper).
+    With ``return_intermediates`` returns ``(sample, Trajectory)``.
+    """
+    cfg = schedule.config
+    steps = cfg.sampling_steps if steps is None else steps
+    eta = cfg.eta if eta is None else eta
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1]; got {eta}")
+    T = schedule.num_train_timesteps
+    timesteps = sampling_timesteps(T, steps, cfg.timestep_spacing if spacing is None else spacing, cfg.steps_offset)
+    prevs = previous_timesteps(timesteps, T, prev_rule)
+    abar = schedule.alphas_cumprod
+
+    def step(x, x0, eps, t, t_prev):
+        a_t = float(abar[t])
+        a_prev = float(abar[t_prev]) if t_prev >= 0 else schedule.final_alpha_cumprod
+        sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
+        x = a_prev**0.5 * x0 + (1 - a_prev - sigma**2) ** 0.5 * eps
+        return x + sigma * _randn(x.shape, generator, x) if eta > 0 else x
+
+    return _loop(model, schedule, x_T, timesteps, step, prevs, clip_sample, generator, return_intermediates,
+                 progress, "DDIM")
+
+
+def guided(model: Callable[..., torch.Tensor], cond: Any, null_cond: Any, scale: float) -> Model:
+    """Classifier-free guidance (Ho & Salimans 2022, eq. 6) as a model ``(x_t, t) -> output``.
+
+    ``out = out(x_t, null) + scale (out(x_t, cond) - out(x_t, null))``, i.e. the paper's
+    ``(1 + w) eps(z, c) - w eps(z)`` with ``scale = 1 + w``. Any of eps/x0/v may be guided this way: each
+    is affine in the others for a fixed ``x_t``. ``model`` is called as ``model(x, t, cond)``,
+    ``model(x, t, *cond)`` (tuple) or ``model(x, t, **cond)`` (dict) with tensors of batch ``B``;
+    ``null_cond`` has the same structure and its tensors may have batch 1 (broadcast). Conditional and
+    unconditional halves run as one batch of ``2B``. ``scale == 1`` returns exactly the conditional
+    output, in one pass of batch ``B``.
+    """
+
+    def call(x, t, c):
+        return model(x, t, **c) if isinstance(c, dict) else model(x, t, *c) if isinstance(c, tuple) else model(x, t, c)
+
+    def both(c, n):  # stack cond and null cond along the batch
+        if isinstance(c, dict):
+            return {k: both(c[k], n[k]) for k in c}
+        if isinstance(c, tuple):
+            return tuple(both(a, b) for a, b in zip(c, n, strict=True))
+        return torch.cat([c, n.expand_as(c)])
+
+    def guided_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if scale == 1:
+            return call(x, t, cond)
+        out_c, out_u = call(torch.cat([x, x]), torch.cat([t, t]), both(cond, null_cond)).chunk(2)
+        return out_u + scale * (out_c - out_u)
+
+    return guided_model

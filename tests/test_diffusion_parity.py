@@ -1,0 +1,131 @@
+"""Our schedule and samplers against diffusers' DDPMScheduler and DDIMScheduler.
+
+The sampling loops are compared in float64 with both sides using the same float64 ``alphas_cumprod``
+(we hand ours to the diffusers scheduler): diffusers accumulates ``cumprod`` in float32, which near
+the end of the cosine schedule (abar ~ 1e-9) differs from the exact value by ~1e-5 relative, and
+eps-prediction divides by sqrt(abar). The schedules themselves are compared separately, and one
+end-to-end float32 run with the default config checks the untouched diffusers scheduler.
+"""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from minitalker.diffusion.samplers import ddim_sample, ddpm_sample, sampling_timesteps
+from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
+
+DIFFUSERS_NAME = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2"}
+SHAPE = (2, 3, 6, 6)
+
+
+def dummy_model(x, t):
+    """A deterministic, smooth stand-in for a network: a fixed function of x and t."""
+    tt = t.to(x.dtype).reshape(-1, *[1] * (x.ndim - 1)) / 1000
+    return 0.8 * torch.sin(2 * x + 3 * tt) + 0.3 * torch.cos(x * tt)
+
+
+def pair(cls, dtype=torch.float64, share=True, variance_type="fixed_small", **kw):
+    """Our schedule and a diffusers scheduler built from the same settings."""
+    ours = NoiseSchedule(DiffusionConfig(**kw), dtype=dtype)
+    c = ours.config
+    theirs = cls(num_train_timesteps=c.num_train_timesteps, beta_schedule=DIFFUSERS_NAME[c.beta_schedule],
+                 beta_start=c.beta_start, beta_end=c.beta_end, prediction_type=c.prediction_type,
+                 clip_sample=c.clip_sample, clip_sample_range=c.clip_sample_range, timestep_spacing=c.timestep_spacing,
+                 steps_offset=c.steps_offset, **({"set_alpha_to_one": c.set_alpha_to_one} if cls is DDIMScheduler else {"variance_type": variance_type}))
+    if share:
+        theirs.alphas_cumprod = ours.alphas_cumprod.to(torch.float64)
+        theirs.one = torch.tensor(1.0, dtype=torch.float64)
+        theirs.final_alpha_cumprod = torch.tensor(ours.final_alpha_cumprod, dtype=torch.float64)
+    return ours, theirs
+
+
+def diffusers_loop(scheduler, steps, dtype=torch.float64, seed=0, **step_kw):
+    """The standard diffusers sampling loop; x_T and every step's noise come from one seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(SHAPE, generator=g, dtype=dtype)
+    scheduler.set_timesteps(steps)
+    for t in scheduler.timesteps:
+        x = scheduler.step(dummy_model(x, t.expand(SHAPE[0])), t, x, generator=g, **step_kw).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("beta_schedule", DIFFUSERS_NAME)
+def test_schedule_and_add_noise(beta_schedule):
+    ours, theirs = pair(DDPMScheduler, dtype=torch.float32, share=False, beta_schedule=beta_schedule)
+    assert torch.allclose(ours.betas, theirs.betas, rtol=1e-6, atol=0)
+    assert torch.allclose(ours.alphas_cumprod, theirs.alphas_cumprod, rtol=3e-5, atol=0)  # float32 cumprod drift
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(SHAPE, generator=g) * 2 - 1, torch.randn(SHAPE, generator=g)
+    t = torch.tensor([3, 990])
+    # float32 1 - abar near t = 0 loses digits on both sides (abar ~ 0.99998): agree to 1e-5, not 1e-6
+    assert torch.allclose(ours.q_sample(x0, t, noise), theirs.add_noise(x0, noise, t), atol=1e-5)
+    assert torch.allclose(ours.velocity(x0, noise, t), theirs.get_velocity(x0, noise, t), atol=1e-5)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_timesteps(spacing):
+    for steps in (1, 7, 10, 50, 333, 1000):
+        for offset in (0, 1):
+            theirs = DDIMScheduler(timestep_spacing=spacing, steps_offset=offset)
+            theirs.set_timesteps(steps)
+            assert sampling_timesteps(1000, steps, spacing, offset) == theirs.timesteps.tolist()
+
+
+CASES = [(b, p, c) for b in DIFFUSERS_NAME for p in ("epsilon", "v_prediction", "sample") for c in (True, False)]
+
+
+@pytest.mark.parametrize("beta_schedule,prediction_type,clip", CASES)
+def test_ddpm_loop(beta_schedule, prediction_type, clip):
+    kw = dict(beta_schedule=beta_schedule, prediction_type=prediction_type, clip_sample=clip)
+    for variance in ("fixed_small", "fixed_large"):
+        for steps, spacing in [(50, "leading"), (13, "linspace")] + [(7, "trailing")] * (variance == "fixed_small"):
+            ours, theirs = pair(DDPMScheduler, timestep_spacing=spacing, variance_type=variance, **kw)
+            expected = diffusers_loop(theirs, steps)
+            got = ddpm_sample(dummy_model, ours, SHAPE, steps=steps, spacing=spacing, variance=variance,
+                              generator=torch.Generator().manual_seed(0), progress=False)
+            assert (got - expected).abs().max() < 1e-9 * max(1.0, expected.abs().max()), (variance, steps, spacing)
+
+
+def test_ddpm_full_chain():
+    ours, theirs = pair(DDPMScheduler, beta_schedule="linear", prediction_type="epsilon", clip_sample=True)
+    expected = diffusers_loop(theirs, 1000)
+    got = ddpm_sample(dummy_model, ours, SHAPE, generator=torch.Generator().manual_seed(0), progress=False)
+    assert torch.allclose(got, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("beta_schedule,prediction_type,clip", CASES)
+def test_ddim_loop(beta_schedule, prediction_type, clip):
+    for spacing in ("leading", "trailing", "linspace"):
+        for steps, eta, alpha_one in [(10, 0.0, True), (7, 0.5, True), (25, 1.0, False)]:
+            ours, theirs = pair(DDIMScheduler, beta_schedule=beta_schedule, prediction_type=prediction_type,
+                                clip_sample=clip, timestep_spacing=spacing, set_alpha_to_one=alpha_one)
+            expected = diffusers_loop(theirs, steps, eta=eta)
+            got = ddim_sample(dummy_model, ours, SHAPE, steps=steps, eta=eta, prev_rule="diffusers",
+                              generator=torch.Generator().manual_seed(0), progress=False)
+            assert (got - expected).abs().max() < 1e-9 * max(1.0, expected.abs().max()), (spacing, steps, eta)
+
+
+def test_ddim_sequence_rule_is_diffusers_for_leading_and_ddpm_at_eta_one():
+    """Our default "sequence" rule: same as DDIMScheduler where the rules agree (leading spacing), and at
+    eta = 1 it is exactly DDPMScheduler on the same timesteps (DDIM eq. 16), for every spacing."""
+    kw = dict(beta_schedule="cosine", prediction_type="v_prediction", clip_sample=False)
+    ours, theirs = pair(DDIMScheduler, timestep_spacing="leading", **kw)
+    got = ddim_sample(dummy_model, ours, SHAPE, steps=10, eta=0.0, progress=False, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(got, diffusers_loop(theirs, 10), atol=1e-9)
+    for spacing in ("leading", "trailing", "linspace"):
+        ours, ddpm = pair(DDPMScheduler, timestep_spacing=spacing, **kw)
+        got = ddim_sample(dummy_model, ours, SHAPE, steps=9, eta=1.0, spacing=spacing,
+                          generator=torch.Generator().manual_seed(0), progress=False)
+        assert torch.allclose(got, diffusers_loop(ddpm, 9), atol=1e-8), spacing  # diffusers adds 1e-10 z at the end
+    ours, ddim = pair(DDIMScheduler, timestep_spacing="linspace", **kw)  # where the rules differ, so do the samples
+    got = ddim_sample(dummy_model, ours, SHAPE, steps=9, eta=0.0, progress=False)
+    assert (got - diffusers_loop(ddim, 9)).abs().max() > 1e-3
+
+
+def test_default_config_float32_end_to_end():
+    """The untouched float32 diffusers scheduler, with our default config (cosine, v, clip, trailing)."""
+    ours, theirs = pair(DDIMScheduler, dtype=torch.float32, share=False)
+    expected = diffusers_loop(theirs, ours.config.sampling_steps, dtype=torch.float32)
+    got = ddim_sample(dummy_model, ours, SHAPE, prev_rule="diffusers", generator=torch.Generator().manual_seed(0),
+                      progress=False)
+    assert got.dtype == torch.float32 and torch.allclose(got, expected, atol=1e-5)
