@@ -84,12 +84,12 @@ class CorpusConfig(PresetConfig):
     image_size: int = 64
     identities: tuple[str, ...] = ("astronaut", "carphone", "grace_hopper")
     heldout: str = "grace_hopper"  # only in the test split
-    n_sentences: int = 240
+    n_sentences: int = 400
     clips_per_sentence: int = 1
     voices: tuple[str, ...] = ("en-us", "en", "en-us+m3", "en-us+f2", "en+f4", "en-us+m7")
     rates: tuple[int, ...] = (140, 165, 190)
     pitches: tuple[int, ...] = (30, 50, 70)
-    splits: tuple[float, ...] = (0.8, 0.1, 0.1)  # train, val, test fractions of the sentences
+    splits: tuple[float, ...] = (0.85, 0.05, 0.1)  # train, val, test fractions of the sentences
     mirror: bool = True  # add left-right mirrored training faces (augmentation)
     frames_fraction: float = 0.25  # of training clips rendered to frames (the rest: landmarks only)
     seed: int = 0

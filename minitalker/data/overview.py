@@ -18,6 +18,11 @@ from minitalker.landmarks.draw import plot_landmarks
 from minitalker.landmarks.scheme import mouth_opening
 
 
+def first_clip(corpus: Corpus) -> Clip:
+    """The first training clip with frames (or any clip with frames, for a corpus without training clips)."""
+    return (corpus.split("train", frames=True) or [c for c in corpus.clips if c.has_frames])[0]
+
+
 def plot_mouth_track(clip: Clip, ax=None):
     """Mouth opening per frame (at frame midpoints) with the phoneme spans behind it → the axes.
 
@@ -38,11 +43,11 @@ def plot_mouth_track(clip: Clip, ax=None):
 def plot_overview(corpus: Corpus, clip: Clip | None = None, n_frames: int = 8):
     """The corpus at a glance: one clip's sound, mouth and frames, and each identity's reference.
 
-    ``clip`` defaults to the first training clip. Returns the matplotlib figure.
+    ``clip`` defaults to :func:`first_clip`. Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
-    clip = clip or (corpus.split("train") or corpus.clips)[0]
+    clip = clip or first_clip(corpus)
     n_ids = len(corpus.identities)
     fig = plt.figure(figsize=(10, 8.5), dpi=80)
     grid = fig.add_gridspec(5, max(n_frames, n_ids), height_ratios=[1, 1.2, 1, 1.1, 1.1])
@@ -78,7 +83,7 @@ def write_sample(corpus: Corpus, out: str | os.PathLike, clip: Clip | None = Non
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    clip = clip or (corpus.split("train") or corpus.clips)[0]
+    clip = clip or first_clip(corpus)
     fig = plot_overview(corpus, clip)
     png = out / "corpus_overview.png"
     with atomic_path(png) as tmp:
