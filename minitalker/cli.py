@@ -36,6 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("fast", "full"), help="default: $MINITALKER_PRESET, else by hardware")
     p.add_argument("--out", default="outputs/demo", help="output folder")
     p.set_defaults(func=_demo)
+    p = train_cmds.add_parser("landmarks", help="train agent 1, the landmark completion transformer")
+    p.add_argument("--preset", choices=("fast", "full"), help="default: $MINITALKER_PRESET, else by hardware")
+    p.add_argument("--out", help="run folder (default: outputs/landmarks_<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last exactly where it stopped")
+    p.add_argument("--export", metavar="PATH", help="then write the best weights as fp16 + test metrics to PATH "
+                   "(e.g. data/checkpoints/landmarks_fast)")
+    p.set_defaults(func=_train_landmarks)
+    p = evaluate_cmds.add_parser("landmarks", help="agent 1 vs copy / mean-mouth / ridge baselines, per phoneme class")
+    p.add_argument("--checkpoint", help="checkpoint path without suffix (default: the shipped fast one)")
+    p.add_argument("--corpus", choices=("fast", "full"), help="corpus preset (default: the one it was trained on)")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.set_defaults(func=_evaluate_landmarks)
     # Each room adds its leaves below: p = data_cmds.add_parser(...); p.set_defaults(func=...),
     # with the handler importing its module lazily so that `minitalker --help` stays fast.
     return parser
@@ -71,6 +83,32 @@ def _demo(args) -> None:
     print(corpus)
     for path in write_sample(corpus, args.out):
         print("wrote", path)
+
+
+def _train_landmarks(args) -> None:
+    import shlex
+    import sys
+
+    from minitalker.train.landmarks import export_landmark_model, format_results, train_landmarks
+
+    run = train_landmarks(args.preset, args.out, resume=args.resume)
+    print("trained:", run)
+    if args.export:
+        info = export_landmark_model(run, args.export, command=shlex.join(["minitalker", *sys.argv[1:]]))
+        print(format_results(info["test_results"]))
+        print("exported:", args.export)
+
+
+def _evaluate_landmarks(args) -> None:
+    from minitalker.io import write_json
+    from minitalker.nn.landmark_transformer import load_landmark_model
+    from minitalker.train.landmarks import evaluate_landmarks, format_results
+
+    model = load_landmark_model(args.checkpoint)
+    results = evaluate_landmarks(model, args.corpus or model.meta["train_config"]["corpus"])
+    print(format_results(results))
+    if args.json:
+        write_json(args.json, results)
 
 
 def main(argv: list[str] | None = None) -> None:

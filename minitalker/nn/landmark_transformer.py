@@ -10,8 +10,11 @@ Tokens, for a clip of T frames (our interpretation; the paper gives no sizes)::
     audio   : each frame's window of W log-mel frames, cut into W/p patches of p mel frames
               (p = 4 is 40 ms = one video frame)  → Linear(p·80, d)      (B, T, A, d), A = W/p
     hidden  : the 31 masked points: a learned [MASK] token + the point's index embedding (B, T, 31, d)
-    visible : the 37 visible reference points: Linear(2, d)(x, y) + index embedding    (B, 37, d)
+    visible : the 37 visible reference points: Linear(Fourier(x, y)) + index embedding (B, 37, d)
     + modality embeddings (audio / landmark) and a time embedding (frame t of the clip)
+
+Coordinates enter through Fourier features (sin and cos of 2^k π x; Tancik et al. 2020): faces
+differ by a few hundredths of the eye distance, which a plain Linear(2, d) would barely notice.
 
 Each block (pre-norm, like GPT-2) does three things::
 
@@ -23,7 +26,9 @@ Each block (pre-norm, like GPT-2) does three things::
                       factorised space-time attention as in TimeSformer) → smooth motion
     MLP
 
-A head maps each hidden token to its (x, y); visible points are copied from the reference.
+A head maps each hidden token to an offset from a learned rest shape (initialised by the trainer
+to the training set's mean mouth and jaw, so training starts from the "mean mouth" baseline and
+learns what speech and identity change); visible points are copied from the reference.
 ``clip_frames = 1`` gives the frame mode (no time attention).
 """
 
@@ -58,14 +63,15 @@ class LandmarkTransformerConfig(PresetConfig):
     d_model: int = 48
     n_heads: int = 4
     n_layers: int = 3
-    mlp_ratio: int = 4
+    mlp_ratio: int = 2
     dropout: float = 0.0
-    mel_mean: float = -7.0  # log-mel standardisation (x - mean) / std; measured on the fast corpus
-    mel_std: float = 4.0
+    n_freqs: int = 6  # Fourier features sin/cos(2^k π x), k < n_freqs, of the visible points' coordinates
+    mel_mean: float = -8.0  # log-mel standardisation (x - mean) / std; measured on the fast corpus
+    mel_std: float = 4.4
 
     @classmethod
     def full(cls) -> "LandmarkTransformerConfig":
-        return cls(mel_patch=2, clip_frames=32, d_model=256, n_heads=8, n_layers=6, dropout=0.1)
+        return cls(mel_patch=2, clip_frames=32, d_model=256, n_heads=8, n_layers=6, mlp_ratio=4, dropout=0.1)
 
     def check(self) -> None:
         if self.window % self.mel_patch or self.d_model % self.n_heads:
@@ -129,13 +135,15 @@ class LandmarkCompletionTransformer(nn.Module):
         d, n_audio = cfg.d_model, cfg.window // cfg.mel_patch
         self.audio_in = nn.Linear(cfg.mel_patch * cfg.n_mels, d)
         self.audio_pos = nn.Parameter(torch.randn(n_audio, d) * 0.02)  # where in the window
-        self.point_in = nn.Linear(2, d)
+        self.register_buffer("freqs", 2.0 ** torch.arange(cfg.n_freqs) * math.pi, persistent=False)
+        self.point_in = nn.Linear(4 * cfg.n_freqs, d)
         self.mask_token = nn.Parameter(torch.randn(d) * 0.02)  # stands in for every hidden point
         self.point_pos = nn.Parameter(torch.randn(scheme.N_POINTS, d) * 0.02)  # which of the 68 points
         self.modality = nn.Parameter(torch.randn(2, d) * 0.02)  # 0 = audio, 1 = landmark
         self.time_pos = nn.Parameter(torch.randn(cfg.clip_frames, d) * 0.02)  # frame t of the clip
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_out, self.head = nn.LayerNorm(d), nn.Linear(d, 2)
+        self.rest = nn.Parameter(torch.zeros(len(HIDDEN), 2))  # hidden points' rest shape (normalised)
         self.register_buffer("hidden", torch.as_tensor(HIDDEN), persistent=False)
         self.register_buffer("visible", torch.as_tensor(VISIBLE), persistent=False)
 
@@ -148,13 +156,21 @@ class LandmarkCompletionTransformer(nn.Module):
         audio = audio + self.audio_pos + self.modality[0]  # (B, T, A, d)
         hidden = (self.mask_token + self.point_pos[self.hidden] + self.modality[1]).expand(B, T, -1, -1)  # (B, T, 31, d)
         x = torch.cat([audio, hidden], 2) + self.time_pos[:T, None]  # (B, T, A + 31, d)
-        memory = self.point_in(reference[:, self.visible]) + self.point_pos[self.visible] + self.modality[1]  # (B, 37, d)
+        xy = reference[:, self.visible, :, None] * self.freqs  # (B, 37, 2, F)
+        fourier = torch.cat([xy.sin(), xy.cos()], -1).flatten(2)  # (B, 37, 4F)
+        memory = self.point_in(fourier) + self.point_pos[self.visible] + self.modality[1]  # (B, 37, d)
         for block in self.blocks:
             x = block(x, memory)
-        pred = self.head(self.ln_out(x[:, :, A:]))  # (B, T, 31, 2)
+        pred = self.rest + self.head(self.ln_out(x[:, :, A:]))  # (B, T, 31, 2)
         out = reference[:, None].expand(B, T, -1, -1).clone()  # (B, T, 68, 2): visible points as given
         out[:, :, self.hidden] = pred.to(out.dtype)
         return out
+
+    @torch.no_grad()
+    def init_rest(self, hidden_points: np.ndarray) -> None:
+        """Start from a rest shape: ``hidden_points (31, 2)``, e.g. the training mean; shrink the head."""
+        self.rest.copy_(torch.as_tensor(hidden_points, dtype=torch.float32))
+        self.head.weight.mul_(0.1)  # small offsets at first: the mean mouth is a sane start
 
     def _check(self, mel: torch.Tensor, reference: torch.Tensor) -> None:
         cfg = self.cfg

@@ -1,0 +1,257 @@
+"""Training and evaluating agent 1, the landmark completion transformer, on the corpus.
+
+``train_landmarks("fast")`` is what ``minitalker train landmarks --preset fast`` runs: chunks of
+``clip_frames`` frames from the training split, loss = L1 on the hidden points' positions plus L1
+on their velocities (frame-to-frame differences; it punishes jitter that a position loss alone
+averages away), the shared :class:`~minitalker.train.loop.Trainer`, and validation (mouth error on
+the ``val`` split) once per epoch choosing the ``best`` checkpoint.
+
+``evaluate_landmarks(model)`` scores a model on held-out sentences (test split, training faces)
+and on the held-out identity, next to three baselines fitted in the same run on the training
+split: the reference copied (a closed, resting mouth), the mean mouth shape, and ridge regression
+from the same audio window. All errors are in the normalised frame, where the inter-ocular
+distance is 1, so they read as "fraction of the eye-corner distance".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import preset_name
+from ..data.corpus import Corpus, load_corpus
+from ..data.datasets import LandmarkClips, MelAugment
+from ..data.visemes import base_phoneme, phoneme_class
+from ..io import load_checkpoint, save_checkpoint
+from ..landmarks import scheme
+from ..nn.landmark_transformer import (HIDDEN, SHIPPED, LandmarkCompletionTransformer, LandmarkTransformerConfig,
+                                       model_from_checkpoint)
+from .loop import Trainer, TrainConfig
+
+CLASSES = ("bilabial", "open_vowel", "rounded_vowel", "other", "silence")
+
+
+@dataclass
+class LandmarkTrainConfig(TrainConfig):
+    """The shared loop's settings plus what agent 1's data and loss need."""
+
+    corpus: str = "fast"  # corpus preset to train on
+    velocity_weight: float = 1.0  # loss = L1(positions) + velocity_weight · L1(velocities)
+    augment: bool = True  # MelAugment on training chunks
+    eval_every: int = 0  # 0 = once per epoch (an epoch = as many frames as the training split holds)
+    ckpt_every: int = 0  # 0 = once per epoch
+
+    @classmethod
+    def fast(cls) -> "LandmarkTrainConfig":
+        return cls(steps=1500, batch_size=16, lr=2e-3, min_lr=2e-5, warmup_steps=100, log_every=10)
+
+    @classmethod
+    def full(cls) -> "LandmarkTrainConfig":
+        return cls(corpus="full", steps=30_000, batch_size=64, lr=5e-4, min_lr=1e-5, warmup_steps=1000,
+                   ema_decay=0.999, log_every=50)
+
+
+def splits(corpus: Corpus) -> dict[str, list]:
+    """train, val, test_sentences (held-out sentences, training faces), test_identity (held-out faces)."""
+    test = corpus.split("test")
+    return {"train": corpus.split("train"), "val": corpus.split("val"),
+            "test_sentences": [c for c in test if c.identity not in corpus.heldout],
+            "test_identity": [c for c in test if c.identity in corpus.heldout]}
+
+
+def landmark_loss(model: torch.nn.Module, batch: dict, velocity_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """L1 position + velocity loss on the hidden points of ``batch`` (see :class:`LandmarkClips`)."""
+    pred = model(batch["mel"], batch["reference"])[:, :, HIDDEN]  # (B, T, 31, 2)
+    true = batch["target"][:, :, HIDDEN]
+    pos = (pred - true).abs().mean()
+    vel = ((pred[:, 1:] - pred[:, :-1]) - (true[:, 1:] - true[:, :-1])).abs().mean()
+    return {"loss": pos + velocity_weight * vel, "position": pos, "velocity": vel}
+
+
+# ------------------------------------------------------------------------------------- scoring
+
+def score(preds: list[np.ndarray], data: LandmarkClips) -> dict:
+    """Mouth error (mean over frames), mouth-opening correlation and error per phoneme class."""
+    err = np.concatenate([scheme.mouth_error(p, t) for p, t in zip(preds, data.target)])  # (ΣT,)
+    op_pred = np.concatenate([scheme.mouth_opening(p) for p in preds])
+    op_true = np.concatenate([scheme.mouth_opening(t) for t in data.target])
+    corr = float(np.corrcoef(op_pred, op_true)[0, 1]) if op_pred.std() > 1e-8 else float("nan")
+    labels = np.array([phoneme_class(p) if p and base_phoneme(p) != "_" else "silence"  # pauses and gaps
+                       for i in range(len(data)) for p in data.phonemes(i)])
+    per_class = {c: float(err[labels == c].mean()) for c in CLASSES if (labels == c).any()}
+    return {"mouth_error": float(err.mean()), "opening_corr": corr, "per_class": per_class, "frames": int(len(err))}
+
+
+def predict_model(model: LandmarkCompletionTransformer, data: LandmarkClips) -> list[np.ndarray]:
+    return [model.predict_sequence(data.windows(i), data.reference[i]) for i in range(len(data))]
+
+
+class Ridge:
+    """Baseline: ridge regression from the flattened mel window to the hidden points' displacement.
+
+    ``y = (x - μ_x) W + μ_y`` with ``W = (X_cᵀX_c + λI)⁻¹ X_cᵀY_c``, where x is a frame's window
+    (W·80 values, standardised like the model's input) and y the hidden points minus the
+    reference's (so each speaker keeps their own mouth). Closed form, in numpy; λ is chosen on
+    the validation split from a grid, which makes the baseline as strong as it can be.
+    """
+
+    def __init__(self, train: LandmarkClips, val: LandmarkClips, lambdas=(1e0, 1e1, 1e2, 1e3, 1e4, 1e5)):
+        xtx, xty, sx, sy, n = 0.0, 0.0, 0.0, 0.0, 0
+        for i in range(len(train)):
+            x, y = self._xy(train, i)
+            xtx, xty, sx, sy, n = xtx + x.T @ x, xty + x.T @ y, sx + x.sum(0), sy + y.sum(0), n + len(x)
+        self.mx, self.my = sx / n, sy / n
+        xtx, xty = xtx - n * np.outer(self.mx, self.mx), xty - n * np.outer(self.mx, self.my)  # centred
+        e, v = np.linalg.eigh(xtx)
+        best = np.inf
+        for lam in lambdas:  # one eigendecomposition serves every λ
+            self.w = v @ ((v.T @ xty) / (e + lam)[:, None])
+            err = score(self.predict(val), val)["mouth_error"]
+            if err < best:
+                best, self.lam, w = err, lam, self.w
+        self.w = w
+
+    @staticmethod
+    def _xy(data: LandmarkClips, i: int) -> tuple[np.ndarray, np.ndarray]:
+        x = data.windows(i).reshape(int(data.n_frames[i]), -1).astype(np.float64)  # (T, W·80)
+        y = (data.target[i] - data.reference[i])[:, HIDDEN].reshape(len(x), -1)  # (T, 62)
+        return x, y
+
+    def predict(self, data: LandmarkClips) -> list[np.ndarray]:
+        out = []
+        for i in range(len(data)):
+            x, _ = self._xy(data, i)
+            pred = np.repeat(data.reference[i][None], len(x), 0)  # (T, 68, 2)
+            pred[:, HIDDEN] += ((x - self.mx) @ self.w + self.my).reshape(len(x), -1, 2).astype(np.float32)
+            out.append(pred)
+        return out
+
+
+def baselines(train: LandmarkClips, val: LandmarkClips) -> dict:
+    """The three baselines as functions ``data -> [(T_i, 68, 2)]``, fitted on ``train``."""
+    mean_hidden = np.concatenate([t[:, HIDDEN] for t in train.target]).mean(0)  # (31, 2)
+
+    def copy(data):
+        return [np.repeat(r[None], n, 0) for r, n in zip(data.reference, data.n_frames)]
+
+    def mean_shape(data):
+        preds = copy(data)
+        for p in preds:
+            p[:, HIDDEN] = mean_hidden
+        return preds
+
+    ridge = Ridge(train, val)
+    return {"copy reference": copy, "mean mouth": mean_shape, f"ridge (λ={ridge.lam:g})": ridge.predict}
+
+
+def evaluate_landmarks(model: LandmarkCompletionTransformer | str | os.PathLike | None = None,
+                       corpus: Corpus | str | None = None) -> dict:
+    """Score ``model`` (a model, a checkpoint path, or None for the shipped one) and the baselines.
+
+    Returns ``{set: {method: score(...)}}`` for ``test_sentences`` (held-out sentences, training
+    faces) and ``test_identity`` (the held-out face), for those the corpus has, plus
+    ``"improvement": {set: 1 - model error / best baseline error}`` (target ≥ 0.3 on held-out sentences).
+    """
+    if not isinstance(model, LandmarkCompletionTransformer):
+        model = model_from_checkpoint(SHIPPED if model is None else model)
+    corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
+    data = {k: LandmarkClips(v) for k, v in splits(corpus).items() if v}
+    methods = baselines(data["train"], data["val"])
+    results: dict = {"improvement": {}}
+    for name in ("test_sentences", "test_identity"):
+        if name in data:
+            results[name] = {"model": score(predict_model(model, data[name]), data[name])}
+            results[name] |= {m: score(f(data[name]), data[name]) for m, f in methods.items()}
+            best = min(v["mouth_error"] for k, v in results[name].items() if k != "model")
+            results["improvement"][name] = 1 - results[name]["model"]["mouth_error"] / best
+    return results
+
+
+def format_results(results: dict) -> str:
+    """Markdown tables: error and opening correlation per set and method; error per phoneme class."""
+    lines = ["| set | method | mouth error (/inter-ocular) | opening r |", "|---|---|---|---|"]
+    sets = [k for k in ("test_sentences", "test_identity") if k in results]
+    for name in sets:
+        for method, s in results[name].items():
+            lines.append(f"| {name} | {method} | {s['mouth_error']:.4f} | {s['opening_corr']:.3f} |")
+    lines.append("")
+    for name, gain in results["improvement"].items():
+        lines.append(f"{name}: the model's error is {100 * gain:.1f}% lower than the best baseline's"
+                     + (" (target ≥ 30%)" if name == "test_sentences" else ""))
+    for name in sets:
+        res = results[name]
+        lines += ["", f"| phoneme class ({name}) | " + " | ".join(res) + " |", "|---" * (len(res) + 1) + "|"]
+        for c in CLASSES:
+            if c in res["model"]["per_class"]:
+                lines.append(f"| {c} | " + " | ".join(f"{s['per_class'][c]:.4f}" for s in res.values()) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- training
+
+def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = None, resume: bool = False,
+                    model_cfg: LandmarkTransformerConfig | None = None, train_cfg: LandmarkTrainConfig | None = None,
+                    corpus: Corpus | None = None) -> Path:
+    """Train agent 1; returns the run folder (``last``/``best`` checkpoints, ``metrics.jsonl``).
+
+    ``preset`` picks both configs (fast/full; default ``$MINITALKER_PRESET``); ``model_cfg`` and
+    ``train_cfg`` override them. ``resume`` continues ``out/last`` exactly where it stopped.
+    """
+    preset = preset_name(preset)
+    model_cfg = model_cfg or LandmarkTransformerConfig.preset(preset)
+    cfg = train_cfg or LandmarkTrainConfig.preset(preset)
+    out = Path(out or Path("outputs") / f"landmarks_{preset}")
+    corpus = corpus or load_corpus(cfg.corpus)
+    parts = splits(corpus)
+    train, val = LandmarkClips(parts["train"]), LandmarkClips(parts["val"])
+    epoch = max(1, int(train.n_frames.sum()) // (cfg.batch_size * model_cfg.clip_frames))
+    cfg = dataclasses.replace(cfg, eval_every=cfg.eval_every or epoch, ckpt_every=cfg.ckpt_every or epoch)
+    torch.manual_seed(cfg.seed)
+    model = LandmarkCompletionTransformer(model_cfg)
+    model.init_rest(np.concatenate([t[:, HIDDEN] for t in train.target]).mean(0))  # the mean mouth and jaw
+    augment = MelAugment() if cfg.augment else None
+
+    def batch_fn(seeds):
+        return train.batch(seeds, model_cfg.clip_frames, augment)
+
+    def loss_fn(m, batch):
+        return landmark_loss(m, batch, cfg.velocity_weight)
+
+    def eval_fn(m):
+        s = score(predict_model(m, val), val)
+        return {"val_mouth_error": s["mouth_error"], "val_opening_corr": s["opening_corr"]}
+
+    meta = {"model_class": "LandmarkCompletionTransformer", "corpus": corpus.root.name}
+    trainer = Trainer(model, cfg, out, batch_fn, loss_fn, eval_fn, model_config=model_cfg.to_dict(),
+                      best_metric="val_mouth_error", meta=meta)
+    trainer.fit(resume=resume)
+    return out
+
+
+def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIPPED, command: str = "",
+                          corpus: Corpus | None = None) -> dict:
+    """Write ``run/best`` as a small fp16 checkpoint at ``dest`` with its test metrics and provenance.
+
+    The JSON records the command that trained it, the configs, the seed, the training time and the
+    evaluation of :func:`evaluate_landmarks` (model and baselines). Returns that JSON.
+    """
+    tensors, meta = load_checkpoint(Path(run) / "best")
+    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
+    weights = {"model." + k[len(prefix):]: v.half() for k, v in tensors.items() if k.startswith(prefix)}
+    model = model_from_checkpoint(Path(run) / "best")
+    model.load_state_dict({k[6:]: v.float() for k, v in weights.items()})  # score what we ship: fp16-rounded
+    results = evaluate_landmarks(model, corpus or load_corpus(meta["train_config"]["corpus"]))
+    info = {k: meta[k] for k in ("model_class", "model_config", "train_config", "step", "train_seconds", "corpus")}
+    info |= {"command": command,
+             "seed": meta["train_config"]["seed"], "val_metrics": meta["metrics"], "test_results": results,
+             "dtype": "float16", "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dest, weights, info)
+    return info
+
