@@ -40,7 +40,7 @@ def stage_costs(cfg: CorpusConfig, n: int = 8) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="fast", choices=("fast", "full"))
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     cfg = CorpusConfig.preset(args.preset)
     render_clip(synthesize("bin blue at F two now"), cfg.identities[0], size=cfg.image_size, seed=0)  # warm caches
