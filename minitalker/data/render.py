@@ -141,16 +141,6 @@ def _triangles(lm: np.ndarray, head_c: np.ndarray, box: np.ndarray, size: int) -
     return np.array(tris)
 
 
-def _inside_lips(lm: np.ndarray) -> np.ndarray:
-    """``lm`` with the inner-lip points moved a quarter of the way into the lips (towards the outer
-    lip points). Used for the *photo*: detected inner-lip points often sit on the teeth or on the
-    dark line between the lips, which would otherwise be smeared along the edge of the lips."""
-    out = np.array(lm, dtype=np.float64)
-    inner, outer = [61, 62, 63, 67, 66, 65], [50, 51, 52, 58, 57, 56]
-    out[inner] += 0.25 * (out[outer] - out[inner])
-    return out
-
-
 def _vertices(lms: np.ndarray, head_c: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     """Mesh vertices in crop pixels ``(T, 68 + 13 + 16, 2)``: landmarks, head points placed with each
     frame's eye-corner frame (so they follow the head), fixed border anchors."""
@@ -263,7 +253,7 @@ def _paint_mouth(frame: np.ndarray, lm: np.ndarray, teeth_rgb: np.ndarray) -> No
     depth = np.clip((v - y_top) / np.maximum(y_bottom - y_top, 1e-6), 0, 1)[..., None]  # 0 top … 1 bottom
     cavity_rgb = (1 - depth) * np.array(CAVITY[0]) + depth * np.array(CAVITY[1])
     patch = frame[lo[1]:hi[1], lo[0]:hi[0]]
-    patch *= (1 - 0.4 * seam - teeth - cavity)[..., None]
+    patch *= ((1 - teeth - cavity) * (1 - 0.4 * seam))[..., None]  # what is left of the photo: lips
     patch += teeth[..., None] * teeth_rgb * (1 - 0.35 * rel[..., None] ** 2) + cavity[..., None] * cavity_rgb
 
 
@@ -317,7 +307,7 @@ def render_frames(image: np.ndarray, src_lm: np.ndarray, frame_lms: np.ndarray, 
     head_c = _head_points(src_lm)
     triangles = _triangles(src_lm, head_c, box, size)  # (N, 3)
     patch, corner = _source_patch(image, box, size)
-    src = from_crop(_vertices(_inside_lips(src_lm)[None], head_c, box, size)[0], box, size) - corner  # (V, 2)
+    src = from_crop(_vertices(src_lm[None], head_c, box, size)[0], box, size) - corner  # (V, 2)
     dst = _vertices(frame_lms, head_c, box, size)  # (T, V, 2) crop px
     ys, xs = np.mgrid[0:size, 0:size]
     pixels = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)  # (P, 2)
