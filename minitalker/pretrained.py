@@ -1,0 +1,511 @@
+"""Standing on a pre-trained text-to-image model: DiffTalker's route through diffusers.
+
+A text-to-image UNet (Stable Diffusion's ``UNet2DConditionModel``) denoises ``x_t`` while its
+cross-attention layers read a sequence of text-token embeddings, ``encoder_hidden_states``
+``(B, L, cross_attention_dim)``. DiffTalker's observation (Qi et al. 2023) is that 68 landmark
+tokens fit that slot just as well, so the whole pre-trained network, which already knows how
+images of faces look, can be reused; only the *meaning* of the tokens is new::
+
+    landmarks (B, 68, 2) ─ LandmarkTokenizer ─ Linear ─► (B, 68, cross_attention_dim): encoder_hidden_states
+    x_t  (B, c, h, w)   noisy latents (or pixels) ──┐
+    cond (B, k·c, h, w) reference + masked target ──┴─► conv_in = base(x_t) + extra(cond) ─► rest of the UNet
+                                                        (base: pre-trained; extra: new, zero-initialised)
+
+The reference frame (and the target with its lower half masked) reach the network through new
+input channels of ``conv_in``. Their weights start at zero, so at step 0 the adapted UNet computes
+exactly what the pre-trained one computed (the ControlNet "zero convolution" trick, Zhang et al.
+2023): fine-tuning starts from the pre-trained behaviour instead of from a broken network.
+
+In latent mode (Stable Diffusion) images are first encoded by the frozen ``AutoencoderKL``
+(``encode``/``decode``), and diffusion runs on ``c = 4`` latent channels at ``1/8`` of the size.
+The adapter has the call signature of our own :class:`~minitalker.nn.unet.LandmarkUNet`,
+``forward(x_t, t, cond, landmarks, drop=None)``, so our ``Trainer`` trains it and our
+``ddim_sample`` samples it; :func:`diffusers_ddim_sample` does the same with diffusers'
+``DDIMScheduler``, and the two agree to float precision.
+
+Our interpretation where the paper is silent: the token projection is a plain ``Linear``; the
+conditioning is that of our own face UNet (:mod:`minitalker.face_agent`: the reference and the
+target with its lower face masked, no mask channel); latents are the VAE posterior *mean*
+(deterministic; diffusers' training scripts draw a sample, which adds a little noise);
+fine-tuning keeps the checkpoint's own noise schedule and objective (its ``scheduler/``
+subfolder), because that is the denoising task the network learned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers.models.attention_processor import Attention
+from torch import nn
+
+from .config import PresetConfig, cache_dir
+from .data.faces import load_face
+from .diffusion.samplers import ddim_sample, guided
+from .diffusion.schedule import DiffusionConfig, NoiseSchedule
+from .face_agent import FaceAgentConfig, compose, condition, landmark_tokens_input, lower_face_mask, to_tensor, to_uint8
+from .io import load_checkpoint
+from .nn.tokenizer import LandmarkTokenizer
+from .video import aligned_crops
+
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the Stable Diffusion 1.5 weights on the Hugging Face hub
+FREEZE = ("none", "all_but_attention", "new_only")
+WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
+           "diffusion_pytorch_model.safetensors.index.json")
+
+
+@dataclass
+class PretrainedConfig(PresetConfig):
+    """Which pre-trained model to adapt, and how.
+
+    ``model``: a folder in diffusers layout (``unet/``, optionally ``vae/`` and ``scheduler/``), a
+    hub id, or ``None`` for the tiny local stand-in built by :func:`make_tiny_pretrained`.
+    ``freeze`` (see :meth:`PretrainedLandmarkUNet.set_freeze`): ``"none"`` trains everything but the
+    VAE; ``"all_but_attention"`` trains the new parts and the cross-attention keys/values, the only
+    pre-trained weights that read the tokens (as Custom Diffusion, Kumari et al. 2023, does for new
+    concepts); ``"new_only"`` trains the tokenizer, the projection and the new ``conv_in`` channels.
+    """
+
+    model: str | None = None
+    latent: bool = True  # diffuse VAE latents (needs vae/) or pixels (the UNet must take 3 channels)
+    image_size: int = 64  # square crops, in pixels
+    token_dim: int = 64  # width D of our landmark tokens, before the projection
+    cross_attention_dim: int | None = None  # the text width the UNet must have (768 for SD 1.x); None = any
+    cond_images: int = 2  # images concatenated to x_t: reference frame + masked target
+    freeze: str = "all_but_attention"
+
+    def __post_init__(self) -> None:
+        if self.freeze not in FREEZE:
+            raise ValueError(f"freeze must be one of {FREEZE}; got {self.freeze!r}")
+
+    @classmethod
+    def fast(cls) -> PretrainedConfig:
+        """The tiny local model of :func:`make_tiny_pretrained`: 64 px faces, 16x16x4 latents."""
+        return cls()
+
+    @classmethod
+    def full(cls) -> PretrainedConfig:
+        """Stable Diffusion 1.5 (4 latent channels, 768-wide text tokens) at 256 px, i.e. 32x32 latents.
+
+        SD 1.x was trained at 512 px; 256 px is our choice for face crops (4x cheaper, and the
+        network adapts to the smaller size while fine-tuning)."""
+        return cls(model=SD15, image_size=256, token_dim=256, cross_attention_dim=768)
+
+
+class ExpandedConvIn(nn.Module):
+    """``conv_in`` over ``[x_t, cond]`` as ``base(x_t) + extra(cond)``; ``extra`` starts at zero.
+
+    A convolution is linear in its input channels, so this *is* one convolution over the
+    concatenation with weight ``[W_base | W_extra]``; keeping two modules lets us freeze the
+    pre-trained ``W_base`` while training ``W_extra``. ``(B, c + e, H, W) -> (B, width, H, W)``.
+    """
+
+    def __init__(self, base: nn.Conv2d, extra_channels: int):
+        super().__init__()
+        self.base, self.split = base, base.in_channels
+        self.extra = nn.Conv2d(extra_channels, base.out_channels, base.kernel_size, base.stride, base.padding, bias=False)
+        nn.init.zeros_(self.extra.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x[:, :self.split]) + self.extra(x[:, self.split:])
+
+
+def check_unet(unet: nn.Module, vae: AutoencoderKL | None, cfg: PretrainedConfig) -> int:
+    """Raise a clear error unless ``unet`` (and ``vae``) can take landmark tokens; return the cross-attention width."""
+    if not isinstance(unet, UNet2DConditionModel):
+        raise TypeError(f"{type(unet).__name__} has no cross-attention, so landmark tokens have nowhere to go: "
+                        "use a text-to-image UNet2DConditionModel (e.g. the unet/ of a Stable Diffusion 1.x checkpoint)")
+    width = unet.config.cross_attention_dim
+    if isinstance(width, (list, tuple)):
+        if len(set(width)) != 1:
+            raise ValueError(f"this UNet has a different cross_attention_dim per block {tuple(width)}: "
+                             "only one token width is supported; use a Stable Diffusion 1.x/2.x UNet")
+        width = width[0]
+    if width is None or not any(isinstance(m, Attention) and m.is_cross_attention for m in unet.modules()):
+        raise ValueError("this UNet2DConditionModel has no cross-attention layers (cross_attention_dim None or no "
+                         "CrossAttn blocks): build it with CrossAttn*Block2D blocks, or load a text-to-image checkpoint")
+    if cfg.cross_attention_dim is not None and width != cfg.cross_attention_dim:
+        raise ValueError(f"the UNet's cross_attention_dim is {width} but the config expects {cfg.cross_attention_dim} "
+                         f"(768: SD 1.x, 1024: SD 2.x): load a matching checkpoint, or set "
+                         f"PretrainedConfig(cross_attention_dim={width}) (or None to accept any width)")
+    c_in, c_out = unet.config.in_channels, unet.config.out_channels
+    if c_in != c_out:
+        raise ValueError(f"this UNet takes {c_in} input channels but predicts {c_out} (an inpainting UNet?): "
+                         "start from a plain text-to-image UNet; the adapter adds its own conditioning channels")
+    if cfg.latent:
+        if vae is None:
+            raise ValueError("latent=True needs the VAE (a vae/ subfolder next to unet/): add it, or set "
+                             "PretrainedConfig(latent=False) for a UNet that works on 3-channel pixels")
+        if vae.config.latent_channels != c_in:
+            raise ValueError(f"the VAE makes {vae.config.latent_channels}-channel latents but the UNet takes {c_in}: "
+                             "load the unet/ and vae/ of the same checkpoint")
+    elif c_in != 3:
+        raise ValueError(f"pixel mode (latent=False) needs a UNet on 3 channels; this one takes {c_in} "
+                         "(a latent-diffusion UNet): set PretrainedConfig(latent=True) and provide its vae/")
+    return width
+
+
+class PretrainedLandmarkUNet(nn.Module):
+    """A pre-trained diffusers UNet that denoises a face given the reference image and 68 landmarks."""
+
+    def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL | None = None, cfg: PretrainedConfig | None = None,
+                 diffusion_config: DiffusionConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = dataclasses.replace(cfg or PretrainedConfig.fast())  # a copy: set_freeze updates it
+        width = check_unet(unet, vae, cfg)
+        self.unet, self.vae = unet, vae if cfg.latent else None
+        self.channels = unet.config.in_channels  # c: 4 latent channels, or 3 pixel channels
+        self.scale = 2 ** (len(vae.config.block_out_channels) - 1) if self.vae is not None else 1  # image px per latent px
+        levels = 2 ** (len(unet.config.block_out_channels) - 1)
+        if cfg.image_size % (self.scale * levels):
+            raise ValueError(f"image_size {cfg.image_size} must be divisible by {self.scale * levels} "
+                             f"(VAE factor {self.scale} x UNet downsampling {levels})")
+        self.tokenizer = LandmarkTokenizer(cfg.token_dim)
+        self.proj = nn.Linear(cfg.token_dim, width)  # our tokens -> the width of the text tokens
+        unet.conv_in = ExpandedConvIn(unet.conv_in, cfg.cond_images * self.channels)
+        # the schedule the network was pre-trained with (SD 1.x defaults when the folder has no scheduler/)
+        self.diffusion_config = diffusion_config or diffusion_config_from_scheduler({})
+        self.set_freeze(cfg.freeze)
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the square that diffusion runs on: ``image_size`` in pixel mode, ``/8`` for SD's VAE."""
+        return self.cfg.image_size // self.scale
+
+    def set_freeze(self, freeze: str) -> None:
+        """Choose what trains (see :class:`PretrainedConfig`); the VAE never does."""
+        if freeze not in FREEZE:
+            raise ValueError(f"freeze must be one of {FREEZE}; got {freeze!r}")
+        self.cfg.freeze = freeze
+        self.requires_grad_(freeze == "none")
+        for m in (self.tokenizer, self.proj, self.unet.conv_in.extra):
+            m.requires_grad_(True)
+        if freeze == "all_but_attention":
+            for m in self.unet.modules():
+                if isinstance(m, Attention) and m.is_cross_attention:
+                    m.to_k.requires_grad_(True)
+                    m.to_v.requires_grad_(True)
+        if self.vae is not None:
+            self.vae.requires_grad_(False)
+
+    def context(self, landmarks: torch.Tensor | None, drop: torch.Tensor | None = None, batch: int = 1) -> torch.Tensor:
+        """What the UNet reads where a prompt would be: (B, 68, 2) -> (B, 68, cross_attention_dim).
+        ``landmarks=None`` gives the null condition for ``batch`` rows; ``drop`` (B,) bool nulls some rows."""
+        tokens = self.tokenizer.null(batch) if landmarks is None else self.tokenizer(landmarks, drop)  # (B, 68, D)
+        return self.proj(tokens)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | int, cond: torch.Tensor, landmarks: torch.Tensor | None,
+                drop: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict the denoising target (eps for SD 1.x) in the space diffusion runs on.
+
+        x_t (B, c, h, w) noisy latents (or pixels); t (B,) or int timesteps; cond (B, cond_images·c, h, w),
+        the reference and masked target through :meth:`encode`; landmarks (B, 68, 2) in [-1, 1] of the
+        crop, or None (null condition); drop (B,) bool. Returns (B, c, h, w).
+        """
+        B, want = len(x_t), (len(x_t), self.cfg.cond_images * self.channels, *x_t.shape[-2:])
+        if x_t.ndim != 4 or x_t.shape[1] != self.channels:
+            raise ValueError(f"x_t must be (B, {self.channels}, h, w) {'latents' if self.vae else 'pixels'}; "
+                             f"got {tuple(x_t.shape)}")
+        if cond is None or tuple(cond.shape) != want:
+            raise ValueError(f"cond must be {want} (reference + masked target, through .encode); "
+                             f"got {None if cond is None else tuple(cond.shape)}")
+        t = torch.as_tensor(t, device=x_t.device).expand(B)  # (B,)
+        h = torch.cat([x_t, cond], dim=1)  # (B, c + k·c, h, w): conv_in splits it again
+        return self.unet(h, t, encoder_hidden_states=self.context(landmarks, drop, B)).sample
+
+    # -- between pixels and the space diffusion runs on -------------------------------------------
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3k, H, W) in [-1, 1] (k stacked images) -> (B, c·k, H/f, W/f) scaled latents (identity in pixel mode).
+
+        ``z = (mean - shift) * scaling_factor``: LDM scales latents to unit variance (0.18215 for SD 1.x)."""
+        if self.vae is None:
+            return images
+        B, C, H, W = images.shape
+        if C % 3:
+            raise ValueError(f"images must stack RGB images along channels (B, 3k, H, W); got {tuple(images.shape)}")
+        mean = self.vae.encode(images.reshape(B * C // 3, 3, H, W)).latent_dist.mean  # (B·k, c, h, w)
+        z = (mean - (self.vae.config.shift_factor or 0.0)) * self.vae.config.scaling_factor
+        return z.reshape(B, -1, *z.shape[-2:])
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, c, h, w) scaled latents -> (B, 3, H, W) images in [-1, 1] (clamped; identity in pixel mode)."""
+        if self.vae is None:
+            return z.clamp(-1, 1)
+        z = z / self.vae.config.scaling_factor + (self.vae.config.shift_factor or 0.0)
+        return self.vae.decode(z).sample.clamp(-1, 1)
+
+    # -- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike | None = None, cfg: PretrainedConfig | None = None,
+                        dtype: torch.dtype = torch.float32) -> PretrainedLandmarkUNet:
+        """Adapt the UNet (and VAE) of a diffusers folder or hub id (see :func:`load_diffusers`).
+
+        ``source`` defaults to ``cfg.model``; when both are None, the tiny stand-in of
+        :func:`make_tiny_pretrained`, built once into ``cache_dir()/pretrained-tiny``."""
+        cfg = cfg or PretrainedConfig.fast()
+        source = source or cfg.model
+        if source is None:
+            source = cache_dir() / ("pretrained-tiny" if cfg.latent else "pretrained-tiny-pixels")
+            if not source.exists():
+                make_tiny_pretrained(source, latent=cfg.latent)
+        unet, vae, scheduler = load_diffusers(source, latent=cfg.latent, dtype=dtype)
+        return cls(unet, vae, cfg, diffusion_config_from_scheduler(scheduler))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, ema: bool = True) -> PretrainedLandmarkUNet:
+        """A fine-tuned adapter from a checkpoint of our ``Trainer`` (``.../best`` or ``.../last``).
+
+        Its JSON's ``model_config`` must be the adapter's config (``Trainer(..., model_config=
+        model.cfg.to_dict())``): the base model is loaded for its architecture and schedule, then every
+        weight is replaced by the checkpoint's (the EMA copy when there is one and ``ema``)."""
+        tensors, meta = load_checkpoint(path)
+        try:
+            cfg = PretrainedConfig.from_dict(meta["model_config"])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path} was not saved from a PretrainedLandmarkUNet (its model_config is not a "
+                             f"PretrainedConfig: {e}); train with model_config=model.cfg.to_dict()") from e
+        model = cls.from_pretrained(cfg.model, cfg)
+        prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
+        model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        return model
+
+
+# -- loading a diffusers checkpoint ---------------------------------------------------------------
+def _offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (read at call time, unlike huggingface_hub's constant)."""
+    from huggingface_hub import constants
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE") or constants.HF_HUB_OFFLINE
+
+
+def _check_folder(root: Path, latent: bool) -> None:
+    """Check the diffusers layout of a local folder before touching any weights."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder: pass a folder with unet/ (and vae/) subfolders in "
+                                "diffusers layout, or a hub id such as " + SD15)
+    subs = ["unet", "vae"] if latent else ["unet"]
+    for sub in subs:
+        if not (root / sub / "config.json").exists():
+            hint = (" (this looks like a bare model folder: move its files into unet/)" if sub == "unet"
+                    and (root / "config.json").exists() else "")
+            raise FileNotFoundError(f"{root / sub / 'config.json'} is missing{hint}: expected diffusers layout "
+                                    f"{root}/{{{','.join(subs)}}}/{{config.json, {WEIGHTS[0]}}}, "
+                                    "as written by model.save_pretrained(folder / 'unet')")
+        if not any((root / sub / w).exists() for w in WEIGHTS):
+            raise FileNotFoundError(f"{root / sub} has a config.json but no weights ({WEIGHTS[0]} or .bin): "
+                                    "the download or save was incomplete; save or download it again")
+
+
+def _hub(source: str, call: Callable[..., Any], sub: str, **kw) -> Any:
+    """``call(source, subfolder=sub)`` for a hub id, turning a failed look-up into an error saying what to download."""
+    offline = _offline()
+    try:
+        return call(source, subfolder=sub, local_files_only=offline, **kw)
+    except OSError as e:
+        from huggingface_hub import constants
+        files = " ".join(f"{d}/{f}" for d in ("unet", "vae") for f in ("config.json", WEIGHTS[0]))
+        get = f"hf download {source} {files} scheduler/scheduler_config.json"
+        if offline:
+            raise OSError(f"{source!r} is not a local folder and not in the Hugging Face cache ({constants.HF_HUB_CACHE}), "
+                          f"and HF_HUB_OFFLINE is set: on a machine with network run `{get}` (it fills that cache), "
+                          f"or `{get} --local-dir DIR` and pass DIR") from e
+        raise OSError(f"could not get {sub}/ of {source!r} from the Hugging Face hub: check the id and your network, "
+                      f"log in (`hf auth login`) if the repository is gated, or run `{get} --local-dir DIR` "
+                      "and pass DIR") from e
+
+
+def load_diffusers(source: str | os.PathLike, latent: bool = True, dtype: torch.dtype = torch.float32
+                   ) -> tuple[UNet2DConditionModel, AutoencoderKL | None, dict]:
+    """Load ``unet/`` (+ ``vae/`` when ``latent``) and the ``scheduler/`` config of a local folder or hub id.
+
+    A path that exists is a folder; otherwise ``owner/name`` is a hub id (downloaded, or read from
+    the Hugging Face cache; never downloaded when ``HF_HUB_OFFLINE=1``). The UNet's config is checked
+    before its weights are read, so a wrong model fails fast. Returns (unet, vae or None, scheduler config).
+    """
+    local = Path(source).expanduser()
+    if local.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) or str(source).startswith("."):
+        _check_folder(local, latent)
+        source, load = str(local), (lambda src, call, sub, **kw: call(src, subfolder=sub, **kw))
+    else:
+        load = _hub
+    config = load(source, UNet2DConditionModel.load_config, "unet")
+    if config.get("_class_name", "UNet2DConditionModel") != "UNet2DConditionModel":
+        raise TypeError(f"{source}/unet is a {config['_class_name']}, which has no cross-attention, so landmark "
+                        "tokens have nowhere to go: use a text-to-image UNet2DConditionModel (e.g. Stable Diffusion 1.x)")
+    kw = dict(torch_dtype=dtype, low_cpu_mem_usage=importlib.util.find_spec("accelerate") is not None)  # else a warning
+    unet = load(source, UNet2DConditionModel.from_pretrained, "unet", **kw)
+    vae = load(source, AutoencoderKL.from_pretrained, "vae", **kw) if latent else None
+    try:
+        scheduler = load(source, DDIMScheduler.load_config, "scheduler")
+    except OSError:
+        scheduler = {}  # no scheduler/ subfolder: assume SD 1.x's
+    return unet, vae, scheduler
+
+
+# -- the noise schedule, ours and diffusers' ------------------------------------------------------
+_BETAS = {"squaredcos_cap_v2": "cosine"}  # diffusers' names -> ours, where they differ
+
+
+def diffusion_config_from_scheduler(scheduler: dict, **overrides) -> DiffusionConfig:
+    """Our :class:`DiffusionConfig` for a diffusers scheduler config (missing keys: SD 1.x's values).
+
+    Stable Diffusion 1.x: 1000 steps, ``scaled_linear`` betas from 0.00085 to 0.012, eps-prediction,
+    no clipping (latents are not confined to [-1, 1]), "leading" spacing with ``steps_offset = 1``.
+    The loss is plain MSE (no Min-SNR weighting) like the pre-training's."""
+    sd = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+              prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+              timestep_spacing="leading")
+    if scheduler.get("trained_betas") is not None:
+        raise ValueError("this checkpoint's scheduler lists explicit trained_betas, which DiffusionConfig cannot hold: "
+                         "use a checkpoint with a named beta_schedule")
+    given = {k: scheduler[k] for k in sd if k in scheduler}
+    given["beta_schedule"] = _BETAS.get(given.get("beta_schedule"), given.get("beta_schedule", sd["beta_schedule"]))
+    return DiffusionConfig(**(sd | given | {"min_snr_gamma": None} | overrides))
+
+
+def diffusers_ddim(cfg: DiffusionConfig) -> DDIMScheduler:
+    """diffusers' ``DDIMScheduler`` for the same schedule as our :class:`NoiseSchedule` of ``cfg``."""
+    names = {v: k for k, v in _BETAS.items()}
+    return DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps,
+                         beta_schedule=names.get(cfg.beta_schedule, cfg.beta_schedule), beta_start=cfg.beta_start, beta_end=cfg.beta_end, prediction_type=cfg.prediction_type,
+                         clip_sample=cfg.clip_sample, clip_sample_range=cfg.clip_sample_range,
+                         set_alpha_to_one=cfg.set_alpha_to_one, steps_offset=cfg.steps_offset,
+                         timestep_spacing=cfg.timestep_spacing)
+
+
+@torch.no_grad()
+def diffusers_ddim_sample(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scheduler: DDIMScheduler,
+                          x_T: torch.Tensor, steps: int, eta: float = 0.0, generator: torch.Generator | None = None
+                          ) -> torch.Tensor:
+    """Sample with diffusers' scheduler: the loop of every diffusers pipeline. x_T (B, c, h, w) -> (B, c, h, w).
+
+    ``model(x_t, t (B,)) -> prediction`` is the same callable our :func:`~minitalker.diffusion.samplers.ddim_sample`
+    takes; with ``prev_rule="diffusers"`` the two give the same samples."""
+    scheduler.set_timesteps(steps, device=x_T.device)
+    x = x_T * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        out = model(x, t.expand(len(x)))  # (B, c, h, w)
+        x = scheduler.step(out, t, x, eta=eta, generator=generator).prev_sample
+    return x
+
+
+# -- training and sampling on the face agent's data ------------------------------------------------
+def make_loss_fn(schedule: NoiseSchedule):
+    """``loss_fn(model, batch) -> {"loss"}`` for our ``Trainer``, on the batches of
+    :func:`minitalker.train.faces.make_batch_fn` (the same data as our own face UNet).
+
+    ``batch``: ``x0``, ``reference`` (B, 3, S, S) in [-1, 1], ``mask`` (B, 1, S, S) the lower face,
+    ``weight`` (B, 1, S, S) the loss weight, ``landmarks`` (B, 68, 2) in [-1, 1], ``t`` (B,), ``drop``
+    (B,) bool, ``noise``. Images of another size are resized to ``image_size`` (SD's VAE shrinks 8x: at
+    128 px the mouth would cover 2-3 latent pixels, so we train SD at 256 px, our choice). Target and
+    conditioning images go through the frozen VAE; the weight map is
+    average-pooled to the latent size; latent noise is drawn here (the batch's noise is pixel-sized).
+    The loss is DDPM's L_simple on the schedule's target (eps for SD 1.x)."""
+
+    def loss_fn(model: nn.Module, b: dict) -> dict:
+        core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        S = core.cfg.image_size
+        if b["x0"].shape[-1] != S:  # e.g. 128 px corpus frames for SD at 256 px
+            b = b | {k: F.interpolate(b[k], size=(S, S), mode="bilinear", align_corners=False, antialias=True)
+                     for k in ("x0", "reference", "mask", "weight")}
+        x0 = core.encode(b["x0"])  # (B, c, h, w)
+        cond = core.encode(condition(b["reference"], b["x0"], b["mask"]))  # (B, 2c, h, w)
+        noise = b["noise"] if b["noise"].shape == x0.shape else torch.randn_like(x0)
+        weight = F.adaptive_avg_pool2d(b["weight"], x0.shape[-2:])  # (B, 1, h, w)
+        out = model(schedule.q_sample(x0, b["t"], noise), b["t"], cond, b["landmarks"], b["drop"])
+        return {"loss": schedule.diffusion_loss(out, x0, noise, b["t"], schedule.config.min_snr_gamma, weight)}
+
+    return loss_fn
+
+
+@torch.no_grad()
+def generate_frames(model: PretrainedLandmarkUNet, reference: np.ndarray, ref_landmarks: np.ndarray,
+                    landmarks: np.ndarray, agent: FaceAgentConfig | None = None, steps: int | None = None, guidance: float | None = None,
+                    sampler: str = "ours", seed: int = 0, batch_size: int = 16) -> np.ndarray:
+    """reference (s, s, 3) uint8 + its landmarks (68, 2) + target landmarks (T, 68, 2), in crop pixels ->
+    frames (T, S, S, 3) uint8 with ``S = image_size``: :func:`minitalker.face_agent.generate_frames`
+    with the adapter, in latent space. A reference of another size is resized to ``S``.
+
+    ``sampler``: ``"ours"`` (:func:`~minitalker.diffusion.samplers.ddim_sample`) or ``"diffusers"``
+    (``DDIMScheduler``); both use diffusers' step rule, so they give the same frames. Every frame
+    starts from the same seeded noise; the generated lower face is pasted under the reference's."""
+    if sampler not in ("ours", "diffusers"):
+        raise ValueError(f"sampler must be 'ours' or 'diffusers'; got {sampler!r}")
+    agent, cfg, S = agent or FaceAgentConfig(), model.diffusion_config, model.cfg.image_size
+    guidance, steps = agent.guidance_scale if guidance is None else guidance, steps or cfg.sampling_steps
+    device = next(model.parameters()).device
+    ref = to_tensor(reference, device)  # (1, 3, s, s)
+    if ref.shape[-1] != S:  # e.g. a 128 px corpus reference for SD at 256 px: resize, landmarks along
+        k = S / ref.shape[-1]
+        ref = F.interpolate(ref, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
+        ref_landmarks, landmarks = ((np.asarray(a) + 0.5) * k - 0.5 for a in (ref_landmarks, landmarks))  # pixel centres
+    hard, soft = (lower_face_mask(ref_landmarks, S, agent, soft=s).to(device) for s in (False, True))
+    cond = model.encode(condition(ref, ref, hard))  # (1, 2c, h, w): at inference the upper face is the reference's
+    h = model.latent_size
+    x_T = torch.randn((1, model.channels, h, h), generator=torch.Generator().manual_seed(seed)).to(device)
+    lm = landmark_tokens_input(landmarks, S, device)  # (T, 68, 2)
+    out = []
+    for chunk in lm.split(batch_size):
+        B = len(chunk)
+        keep = torch.zeros(B, dtype=torch.bool, device=device)
+        c = {"cond": cond.expand(B, -1, -1, -1), "landmarks": chunk, "drop": keep}
+        fn = guided(model, c, c | {"drop": ~keep}, guidance)  # the null branch: learned null tokens
+        x = x_T.expand(B, -1, -1, -1)
+        if sampler == "ours":
+            z = ddim_sample(fn, NoiseSchedule(cfg), x, steps=steps, eta=0.0, prev_rule="diffusers", progress=False)
+        else:
+            z = diffusers_ddim_sample(fn, diffusers_ddim(cfg), x, steps)
+        out.append(to_uint8(compose(model.decode(z), ref, soft)))
+    return np.concatenate(out)
+
+
+# -- a tiny stand-in for Stable Diffusion, for tests and the fast preset ---------------------------
+def make_tiny_pretrained(folder: str | os.PathLike, cross_attention_dim: int = 64, latent: bool = True,
+                         seed: int = 0) -> Path:
+    """Build a tiny Stable-Diffusion-shaped model and ``save_pretrained`` it to ``folder``; return ``folder``.
+
+    ``folder/unet``: a ``UNet2DConditionModel`` with SD's block types (cross-attention at the two
+    finer levels and in the middle) but widths 32/64/64; ``folder/vae``: an ``AutoencoderKL`` with
+    4 latent channels and a factor of 4 (SD: 8), so 64 px faces become 16x16x4 latents, and a
+    ``scaling_factor`` that gives the two bundled face photos unit-variance latents;
+    ``folder/scheduler``: SD 1.x's noise schedule. ``latent=False`` makes a 3-channel pixel UNet
+    and no VAE. The weights are random: it stands in for the *shape* of a pre-trained model, so
+    that every code path (save, load, adapt, train, sample) runs offline in seconds.
+    """
+    folder = Path(folder)
+    if folder.exists():
+        raise FileExistsError(f"{folder} exists: load it with PretrainedLandmarkUNet.from_pretrained, or delete it first")
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")  # renamed into place when complete
+    shutil.rmtree(tmp, ignore_errors=True)
+    torch.manual_seed(seed)
+    c = 4 if latent else 3
+    unet = UNet2DConditionModel(
+        sample_size=16 if latent else 64, in_channels=c, out_channels=c, layers_per_block=1,
+        block_out_channels=(32, 64, 64), norm_num_groups=8, attention_head_dim=8, cross_attention_dim=cross_attention_dim,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
+    unet.save_pretrained(tmp / "unet")
+    if latent:
+        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32),
+                            down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                            layers_per_block=1, norm_num_groups=8, sample_size=64, mid_block_add_attention=False)
+        faces = np.concatenate([aligned_crops(im[None], lm[None], 64)[0]
+                                for im, lm in map(load_face, ("astronaut", "grace_hopper"))])
+        with torch.no_grad():  # scale latents to unit variance, as LDM chose SD's 0.18215 from its data
+            std = vae.encode(to_tensor(faces)).latent_dist.mean.std()
+        vae.register_to_config(scaling_factor=float(1 / std))
+        vae.save_pretrained(tmp / "vae")
+    diffusers_ddim(diffusion_config_from_scheduler({})).save_pretrained(tmp / "scheduler")
+    os.replace(tmp, folder)
+    return folder
