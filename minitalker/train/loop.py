@@ -174,9 +174,14 @@ class Trainer:
         return {k: float(v) for k, v in out.items()} | {"lr": lr_at(step, cfg)}
 
     # --- the loop -------------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict[str, float]:
-        """Train to ``cfg.steps`` (from ``out_dir/last`` if ``resume`` and it exists); return the last metrics."""
+    def fit(self, resume: bool = False, stop_at: int | None = None) -> dict[str, float]:
+        """Train to ``cfg.steps`` (from ``out_dir/last`` if ``resume`` and it exists); return the last metrics.
+
+        ``stop_at``: pause after that step, with a ``last`` checkpoint; the learning-rate schedule still
+        spans ``cfg.steps``, so a later ``fit(resume=True)`` goes on exactly as if never paused.
+        """
         cfg = self.cfg
+        end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
         if resume and (self.out_dir / "last.json").exists():
             self.load(self.out_dir / "last")
         log = self.out_dir / "metrics.jsonl"
@@ -184,7 +189,7 @@ class Trainer:
             old = log.read_text().splitlines() if log.exists() else []
             log.write_text("".join(line + "\n" for line in old if json.loads(line)["step"] <= self.step))
         bar = tqdm(total=cfg.steps, initial=self.step, disable=self.rank != 0, desc="train")
-        while self.step < cfg.steps:
+        while self.step < end:
             t0 = time.perf_counter()
             logs = self.train_step()
             self.train_seconds += time.perf_counter() - t0
@@ -193,7 +198,7 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 record = {"step": self.step, "time": round(self.train_seconds, 2)} | logs
                 bar.set_postfix(loss=f"{logs['loss']:.4f}")
-            if self.eval_fn and (self.step % cfg.eval_every == 0 or self.step == cfg.steps) and self.rank == 0:
+            if self.eval_fn and (self.step % cfg.eval_every == 0 or self.step == end) and self.rank == 0:
                 self.metrics = self.evaluate()
                 record = {"step": self.step, "time": round(self.train_seconds, 2)} | logs | self.metrics
                 value = self.metrics[self.best_metric]
@@ -204,7 +209,7 @@ class Trainer:
             if record and self.rank == 0:
                 with log.open("a") as f:
                     f.write(json.dumps(record) + "\n")
-            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.ckpt_every == 0 or self.step == end:
                 self.save(self.out_dir / "last")
         bar.close()
         if self.world > 1:
