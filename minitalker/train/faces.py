@@ -1,0 +1,276 @@
+"""Training agent 2: the landmark-conditioned face diffusion model, on the built-in corpus.
+
+One training sample (built from a seed, so the data is a pure function of (seed, step); see
+:mod:`minitalker.train.loop`):
+
+* a random frame of a random training clip: the **target** x0 ``(3, S, S)`` and its landmarks;
+* a **reference** of the same speaker: the neutral photo (``p_neutral_reference``) or a frame of
+  another training clip of the same appearance (so the model learns to take identity from *any*
+  frame, as at inference, where the reference is whatever photo the user gives);
+* the same random colour gain on both (cheap appearance variety: we have few real faces);
+* noise and a timestep; the loss is the v-prediction MSE with extra weight on the mouth.
+
+``train_faces()`` is what ``minitalker train faces`` runs; ``python -m torch.distributed.run
+--nproc_per_node N -m minitalker.cli train faces`` runs the same code data-parallel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from minitalker.config import DATA_DIR, preset_name
+from minitalker.data.corpus import Corpus, load_corpus
+from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
+from minitalker.face_agent import (FaceAgentConfig, condition, generate_frames, landmark_tokens_input,
+                                   lower_face_mask, mouth_box_mask, to_tensor)
+from minitalker.io import load_checkpoint, save_checkpoint
+from minitalker.nn.unet import LandmarkUNet, UNetConfig
+from minitalker.train.loop import Trainer, TrainConfig
+
+SHIPPED = DATA_DIR / "checkpoints" / "faces_fast"
+
+
+class FrameBank:
+    """All frames of one split in memory, grouped by appearance (identity, mirrored).
+
+    ``frames (N, S, S, 3)`` uint8 · ``landmarks (N, 68, 2)`` · ``clip_of (N,)`` · ``groups``:
+    {appearance: frame indices}. At 64 px the fast corpus's training frames take ~100 MB.
+    """
+
+    def __init__(self, corpus: Corpus, split: str = "train", identities: list[str] | None = None):
+        clips = [c for c in corpus.split(split, frames=True) if identities is None or c.identity in identities]
+        if not clips:
+            raise ValueError(f"the corpus has no {split!r} clips{' of ' + str(identities) if identities else ''}")
+        self.size = corpus.image_size
+        self.frames = np.concatenate([c.frames for c in clips])  # (N, S, S, 3)
+        self.landmarks = np.concatenate([c.landmarks for c in clips])  # (N, 68, 2)
+        self.clip_of = np.concatenate([np.full(c.n_frames, i) for i, c in enumerate(clips)])  # (N,)
+        keys = [(c.identity, c.mirrored) for c in clips]
+        self.appearance = [keys[i] for i in self.clip_of]
+        self.groups = {k: np.flatnonzero([a == k for a in self.appearance]) for k in dict.fromkeys(keys)}
+        self.references = {k: corpus.reference(*k) for k in self.groups}  # {appearance: (frame, landmarks)}
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def make_batch_fn(bank: FrameBank, cfg: FaceAgentConfig, n_timesteps: int):
+    """``batch_fn(seeds) -> dict`` of tensors for the Trainer (one sample per seed)."""
+
+    def batch_fn(seeds: list[int]) -> dict[str, torch.Tensor]:
+        tgt, ref, tgt_lm, gains, noise, t, drop = [], [], [], [], [], [], []
+        for seed in seeds:  # everything random comes from the sample's own seed: DDP-invariant
+            rng = np.random.default_rng(seed)
+            i = int(rng.integers(len(bank)))
+            key = bank.appearance[i]
+            others = bank.groups[key][bank.clip_of[bank.groups[key]] != bank.clip_of[i]]
+            if rng.random() < cfg.p_neutral_reference or len(others) == 0:
+                ref.append(bank.references[key][0])
+            else:
+                ref.append(bank.frames[int(rng.choice(others))])
+            tgt.append(bank.frames[i])
+            tgt_lm.append(bank.landmarks[i])
+            gains.append(1 + cfg.colour_jitter * rng.uniform(-1, 1, size=3))
+            noise.append(rng.standard_normal((3, bank.size, bank.size), dtype=np.float32))
+            t.append(rng.integers(n_timesteps))
+            drop.append(rng.random() < cfg.p_uncond)
+        gain = torch.tensor(np.array(gains), dtype=torch.float32)[:, :, None, None]  # (B, 3, 1, 1)
+        jitter = lambda x: ((x + 1) * gain - 1).clamp(-1, 1)  # noqa: E731  a gain on [0, 2] intensities
+        lm = np.stack(tgt_lm)  # (B, 68, 2) crop px
+        return {"x0": jitter(to_tensor(np.stack(tgt))), "reference": jitter(to_tensor(np.stack(ref))),
+                "landmarks": landmark_tokens_input(lm, bank.size),
+                "mask": lower_face_mask(lm, bank.size, cfg),
+                "weight": 1 + cfg.mouth_weight * mouth_box_mask(lm, bank.size),
+                "noise": torch.from_numpy(np.stack(noise)), "t": torch.tensor(t), "drop": torch.tensor(drop)}
+
+    return batch_fn
+
+
+def make_loss_fn(schedule: NoiseSchedule):
+    """``loss_fn(unet, batch) -> {"loss"}``: DDPM's L_simple on v, min-SNR and mouth weighted."""
+
+    def loss_fn(unet, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        t = b["t"]
+        x_t = schedule.q_sample(b["x0"], t, b["noise"])  # (B, 3, S, S)
+        out = unet(x_t, t, condition(b["reference"], b["x0"], b["mask"]), b["landmarks"], drop=b["drop"])
+        loss = schedule.diffusion_loss(out, b["x0"], b["noise"], t, schedule.config.min_snr_gamma, b["weight"])
+        return {"loss": loss}
+
+    return loss_fn
+
+
+def make_eval_fn(bank: FrameBank, schedule: NoiseSchedule, cfg: FaceAgentConfig, n: int = 16, steps: int = 10):
+    """Validation: DDIM-sample ``n`` fixed val frames from the neutral reference; mouth-box MSE.
+
+    Reports ``val_mouth_mse`` (lower is better: picks the ``best`` checkpoint) and the same for the
+    copied reference (the baseline to beat), both in [-1, 1] units.
+    """
+    idx = np.linspace(0, len(bank) - 1, n).round().astype(int)
+    truth = to_tensor(bank.frames[idx])  # (n, 3, S, S)
+    box = mouth_box_mask(bank.landmarks[idx], bank.size).bool().expand_as(truth)
+
+    def eval_fn(unet) -> dict[str, float]:
+        gen, refs = torch.empty_like(truth), torch.empty_like(truth)
+        for key in dict.fromkeys(bank.appearance[i] for i in idx):  # one batch per speaker, with its reference
+            rows = [j for j, i in enumerate(idx) if bank.appearance[i] == key]
+            ref_frame, ref_lm = bank.references[key]
+            gen[rows] = to_tensor(generate_frames(unet, schedule, ref_frame, ref_lm, bank.landmarks[idx[rows]], cfg,
+                                                  steps=steps, guidance=1.0, progress=False))
+            refs[rows] = to_tensor(ref_frame)
+        mse = lambda a: float(((a - truth)[box] ** 2).mean())  # noqa: E731
+        return {"val_mouth_mse": mse(gen), "val_mouth_mse_copy_reference": mse(refs)}
+
+    return eval_fn
+
+
+@dataclasses.dataclass
+class FaceRun:
+    """Everything that defines a face-agent training run (saved with every checkpoint)."""
+
+    unet: UNetConfig
+    diffusion: DiffusionConfig
+    agent: FaceAgentConfig
+    train: TrainConfig
+
+    @classmethod
+    def preset(cls, name: str | None = None) -> "FaceRun":
+        name = preset_name(name)
+        train = TrainConfig.preset(name)
+        if name == "fast":  # ~25 img/s on 2 idle CPU cores: 8k steps of 16 take ~1.5 h. A nearly flat learning
+            # rate (5e-4 -> 2e-4) makes any checkpoint along the way usable when a run is stopped early.
+            train = dataclasses.replace(train, steps=8_000, batch_size=16, lr=5e-4, min_lr=2e-4, warmup_steps=200,
+                                        ema_decay=0.995, eval_every=500, ckpt_every=250, log_every=25)
+        return cls(UNetConfig.preset(name), DiffusionConfig.preset(name), FaceAgentConfig.preset(name), train)
+
+    def model_config(self) -> dict:
+        return {"unet": self.unet.to_dict(), "diffusion": self.diffusion.to_dict(), "agent": self.agent.to_dict()}
+
+
+def train_faces(preset: str | None = None, out: str | Path | None = None, resume: bool = True,
+                stop_at: int | None = None, corpus: Corpus | None = None, run: FaceRun | None = None) -> Trainer:
+    """Train (or resume) agent 2; returns the Trainer (``.eval_model`` holds the EMA weights).
+
+    ``stop_at``: pause after this step (the schedule still spans ``run.train.steps``, so a later call
+    resumes exactly where this one stopped).
+    """
+    run = run or FaceRun.preset(preset)
+    corpus = corpus or load_corpus(preset)
+    if corpus.image_size != run.unet.image_size:
+        raise ValueError(f"corpus frames are {corpus.image_size}px but the UNet is for {run.unet.image_size}px: "
+                         "use the corpus of the same preset")
+    torch.manual_seed(run.train.seed)
+    unet = LandmarkUNet(run.unet)
+    schedule = NoiseSchedule(run.diffusion)
+    train_ids = [i for i in corpus.identities if i not in corpus.heldout]
+    trainer = Trainer(unet, run.train, out or Path("outputs") / f"faces_{preset_name(preset)}",
+                      make_batch_fn(FrameBank(corpus, "train"), run.agent, schedule.num_train_timesteps), make_loss_fn(schedule),
+                      make_eval_fn(FrameBank(corpus, "val", train_ids), schedule, run.agent),
+                      model_config=run.model_config(), best_metric="val_mouth_mse",
+                      meta={"corpus": corpus.root.name, "corpus_preset": corpus.meta["config"]["name"]})
+    t0 = time.time()
+    trainer.fit(resume=resume, stop_at=stop_at)
+    print(f"trained to step {trainer.step} in {time.time() - t0:.0f} s; metrics {trainer.metrics}")
+    return trainer
+
+
+def load_face_agent(path: str | Path | None = None, device=None, ema: bool = True):
+    """Load a face checkpoint (``best``/``last`` of a run, or the shipped one) → (unet, schedule, agent cfg).
+
+    Tensors are read from safetensors (no unpickling); the configs from the JSON beside them.
+    """
+    tensors, meta = load_checkpoint(path or SHIPPED, device="cpu")
+    mc = meta["model_config"]
+    unet = LandmarkUNet(UNetConfig.from_dict(mc["unet"]))
+    prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
+    state = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+    unet.load_state_dict(state)
+    unet.eval().requires_grad_(False)
+    if device is not None:
+        unet.to(device)
+    return unet, NoiseSchedule(DiffusionConfig.from_dict(mc["diffusion"])), FaceAgentConfig.from_dict(mc["agent"])
+
+
+def evaluate_faces(checkpoint: str | Path | None = None, corpus: Corpus | str | None = None, clips_per_group: int = 4,
+                   steps: int = 25, guidance: float | None = None, ddpm_frames: int = 8, seed: int = 0) -> dict:
+    """Agent 2 on held-out sentences and on the held-out identity, against the copied reference.
+
+    Each generated clip is conditioned on the *true* landmarks of its frames (this scores the face
+    generator alone; the pipeline's end-to-end quality adds agent 1's error) and scored by
+    :func:`minitalker.metrics.evaluate_frames`. ``ddpm_frames`` frames of the first clip are also
+    sampled with 1000-step DDPM, to check that ``steps``-step DDIM loses little (PSNR gap in dB).
+    Returns ``{group: {"model": metrics, "copy_reference": metrics}, "ddim_vs_ddpm": {...}, ...}``.
+    """
+    from minitalker.metrics import evaluate_frames, psnr
+
+    unet, schedule, agent = load_face_agent(checkpoint)
+    corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
+    test = corpus.split("test", frames=True)
+    groups = {"test_sentences": [c for c in test if c.identity not in corpus.heldout][:clips_per_group],
+              "heldout_identity": [c for c in test if c.identity in corpus.heldout][:clips_per_group]}
+    results: dict = {"steps": steps, "guidance": agent.guidance_scale if guidance is None else guidance,
+                     "corpus": corpus.root.name}
+    for name, clips in groups.items():
+        rows = {"model": [], "copy_reference": []}
+        for clip in clips:
+            (ref, ref_lm), truth, lm = clip.reference(), clip.frames, clip.landmarks
+            gen = generate_frames(unet, schedule, ref, ref_lm, lm, agent, steps=steps, guidance=guidance, seed=seed,
+                                  progress=False)
+            rows["model"].append(evaluate_frames(gen, truth, lm, reference=(ref, ref_lm)))
+            rows["copy_reference"].append(evaluate_frames(np.repeat(ref[None], len(truth), 0), truth, lm,
+                                                          reference=(ref, ref_lm)))
+        results[name] = {k: _mean_rows(v) for k, v in rows.items()} | {"clips": [c.id for c in clips]}
+    first = groups["test_sentences"][0]
+    (ref, ref_lm), truth, lm = first.reference(), first.frames[:ddpm_frames], first.landmarks[:ddpm_frames]
+    results["ddim_vs_ddpm"] = {
+        f"ddim_{steps}_psnr": float(psnr(generate_frames(unet, schedule, ref, ref_lm, lm, agent, steps=steps,
+                                                         guidance=guidance, seed=seed, progress=False), truth).mean()),
+        "ddpm_1000_psnr": float(psnr(generate_frames(unet, schedule, ref, ref_lm, lm, agent, sampler="ddpm",
+                                                     guidance=guidance, seed=seed, progress=False), truth).mean()),
+        "frames": ddpm_frames, "clip": first.id}
+    return results
+
+
+def _mean_rows(rows: list[dict]) -> dict:
+    """Mean of each numeric metric over clips (the measuring method is kept as is)."""
+    keys = [k for k, v in rows[0].items() if isinstance(v, float)]
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys} | {"landmarks_by": rows[0].get("landmarks_by")}
+
+
+def format_face_results(results: dict) -> str:
+    """A plain-text table of :func:`evaluate_faces` results."""
+    cols = ("psnr", "ssim", "mouth_psnr", "mouth_ssim", "lmd", "jitter_ratio")
+    lines = [f"{'group':18} {'method':15} " + " ".join(f"{c:>11}" for c in cols)]
+    for group in ("test_sentences", "heldout_identity"):
+        for method, m in results[group].items():
+            if method != "clips":
+                lines.append(f"{group:18} {method:15} " + " ".join(f"{m.get(c, float('nan')):11.4f}" for c in cols))
+    d, steps = results["ddim_vs_ddpm"], results["steps"]
+    lines.append(f"DDIM {steps} steps vs DDPM 1000 steps on {d['frames']} frames: "
+                 f"{d[f'ddim_{steps}_psnr']:.2f} dB vs {d['ddpm_1000_psnr']:.2f} dB PSNR")
+    return "\n".join(lines)
+
+
+def export_face_model(run: str | Path, dest: str | Path = SHIPPED, command: str = "", evaluate: bool = True,
+                      which: str = "best") -> dict:
+    """Write ``run/<which>`` as a small fp16 checkpoint (EMA weights) at ``dest`` with its provenance.
+
+    The JSON records the command, configs, seed, training step and time, the validation metrics and,
+    with ``evaluate``, :func:`evaluate_faces` of the fp16 weights we ship (model and baseline).
+    """
+    tensors, meta = load_checkpoint(Path(run) / which)
+    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
+    weights = {"ema." + k[len(prefix):]: v.half() for k, v in tensors.items() if k.startswith(prefix)}
+    info = {k: meta[k] for k in ("model_config", "train_config", "step", "train_seconds", "corpus", "corpus_preset")}
+    info |= {"command": command, "seed": meta["train_config"]["seed"], "val_metrics": meta["metrics"],
+             "dtype": "float16", "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dest, weights, info)
+    if evaluate:  # score exactly what we ship (fp16-rounded weights), then record it beside them
+        info["test_results"] = evaluate_faces(dest, corpus=meta["corpus_preset"])
+        save_checkpoint(dest, weights, info)
+    return info

@@ -1,0 +1,142 @@
+"""Agent 2: posing frames to the UNet, training on the corpus, resuming, exporting, sampling."""
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from minitalker.face_agent import (FaceAgentConfig, generate_frames, landmark_tokens_input, lower_face_mask,
+                                   mouth_box_mask, to_tensor, to_uint8)
+from minitalker.io import load_checkpoint
+from minitalker.nn.unet import UNetConfig
+from minitalker.train.faces import (SHIPPED, FaceRun, FrameBank, export_face_model, load_face_agent, make_batch_fn,
+                                    train_faces)
+
+TINY_UNET = dict(image_size=32, widths=(16, 32), cross_attn_levels=(1,), self_attn_levels=(), token_dim=32,
+                 heads=2, norm_groups=8)
+
+
+def tiny_run(steps=4) -> FaceRun:
+    run = FaceRun.preset("fast")
+    return dataclasses.replace(run, unet=UNetConfig(**TINY_UNET),
+                               train=dataclasses.replace(run.train, steps=steps, batch_size=4, warmup_steps=1,
+                                                         eval_every=2, ckpt_every=2, log_every=1))
+
+
+@pytest.fixture(scope="module")
+def tiny_face_run(tiny_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faces")
+    trainer = train_faces(out=out, corpus=tiny_corpus, run=tiny_run(), resume=False)
+    return out, trainer
+
+
+def test_tensor_round_trip_and_token_scaling():
+    frames = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(to_uint8(to_tensor(frames)), frames)
+    lm = np.zeros((1, 68, 2), np.float32)
+    lm[0, 1] = 63
+    tok = landmark_tokens_input(lm, 64)
+    assert tok[0, 0].tolist() == [-1, -1] and tok[0, 1].tolist() == [1, 1]
+    with pytest.raises(ValueError, match="uint8"):
+        to_tensor(frames.astype(np.float32))
+
+
+def test_masks_follow_the_landmarks():
+    lm = np.tile(np.linspace(0, 31, 68, dtype=np.float32)[:, None], (1, 2))[None]  # (1, 68, 2)
+    cfg = FaceAgentConfig(mask_margin=0.0)
+    hard = lower_face_mask(lm, 32, cfg)[0, 0]
+    cut = lm[0, 30, 1]
+    assert hard[: int(np.floor(cut))].sum() == 0 and hard[int(np.ceil(cut)):].min() == 1
+    soft = lower_face_mask(lm, 32, cfg, soft=True)[0, 0, :, 0]
+    assert (soft.diff() >= 0).all() and soft[0] == 0 and soft[-1] == 1
+    box = mouth_box_mask(lm, 32, margin=0)[0, 0]
+    ys, xs = np.nonzero(box.numpy())
+    assert ys.min() >= np.floor(lm[0, 48:, 1].min()) and xs.max() <= np.ceil(lm[0, 48:, 0].max())
+
+
+def test_batches_are_a_function_of_the_sample_seeds(tiny_corpus):
+    """Same seeds -> same samples, however they are split across calls (DDP ranks, resumed runs)."""
+    bank = FrameBank(tiny_corpus, "train")
+    batch_fn = make_batch_fn(bank, FaceAgentConfig(), 1000)
+    whole, a, b = batch_fn([1, 2, 3, 4]), batch_fn([1, 2]), batch_fn([3, 4])
+    for k in whole:
+        torch.testing.assert_close(whole[k], torch.cat([a[k], b[k]]), msg=k)
+    assert whole["x0"].shape == (4, 3, 32, 32) and whole["landmarks"].shape == (4, 68, 2)
+    assert whole["x0"].min() >= -1 and whole["x0"].max() <= 1
+
+
+def test_frame_bank_refuses_a_split_without_frames(tiny_corpus):
+    with pytest.raises(ValueError, match="no 'val' clips of"):
+        FrameBank(tiny_corpus, "val", identities=["nobody"])
+
+
+def test_training_resumes_exactly(tiny_face_run, tiny_corpus, tmp_path):
+    """4 steps in one go == 2 steps, a stop, and 2 more from `last`."""
+    out, straight = tiny_face_run
+    train_faces(out=tmp_path, corpus=tiny_corpus, run=tiny_run(), resume=False, stop_at=2)
+    resumed = train_faces(out=tmp_path, corpus=tiny_corpus, run=tiny_run(), resume=True)
+    assert resumed.step == straight.step == 4
+    for (k, v), w in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
+
+
+def test_loss_goes_down_and_validation_is_logged(tiny_face_run):
+    out, trainer = tiny_face_run
+    assert {"val_mouth_mse", "val_mouth_mse_copy_reference"} <= set(trainer.metrics)
+    assert (out / "best.json").exists() and (out / "metrics.jsonl").exists()
+
+
+def test_generation_is_seeded_and_keeps_the_reference_upper_face(tiny_face_run, tiny_corpus):
+    out, _ = tiny_face_run
+    unet, schedule, agent = load_face_agent(out / "last")
+    clip = next(c for c in tiny_corpus.clips if c.has_frames)
+    ref, ref_lm = clip.reference()
+    lm = clip.landmarks[:3]
+    a = generate_frames(unet, schedule, ref, ref_lm, lm, agent, steps=2, guidance=2.0, seed=1, batch_size=2,
+                        progress=False)
+    b = generate_frames(unet, schedule, ref, ref_lm, lm, agent, steps=2, guidance=2.0, seed=1, batch_size=3,
+                        progress=False)
+    assert a.shape == (3, 32, 32, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)  # batching does not change results: long clips can go in chunks
+    top = int(lower_face_mask(ref_lm, 32, agent, soft=True)[0, 0, :, 0].nonzero()[0])  # first blended row
+    np.testing.assert_array_equal(a[:, :top], np.repeat(ref[None, :top], 3, 0))
+    with pytest.raises(ValueError, match="crop the face"):
+        generate_frames(unet, schedule, np.zeros((16, 16, 3), np.uint8), ref_lm, lm, agent, progress=False)
+
+
+def test_export_is_fp16_and_loads_back(tiny_face_run, tmp_path):
+    out, trainer = tiny_face_run
+    info = export_face_model(out, tmp_path / "faces", command="test", evaluate=False)
+    tensors, meta = load_checkpoint(tmp_path / "faces")
+    assert all(v.dtype == torch.float16 for v in tensors.values()) and meta["command"] == "test"
+    assert info["step"] == meta["step"]
+    unet, _, _ = load_face_agent(tmp_path / "faces")
+    ema = trainer.ema.state_dict()
+    for k, v in unet.state_dict().items():
+        torch.testing.assert_close(v, ema[k].half().float(), msg=k)
+
+
+def test_resuming_with_another_config_fails(tiny_face_run, tiny_corpus, tmp_path):
+    out, _ = tiny_face_run
+    shutil.copytree(out, tmp_path / "run")
+    other = dataclasses.replace(tiny_run(), unet=UNetConfig(**{**TINY_UNET, "token_dim": 16}))
+    with pytest.raises(ValueError, match="another model_config"):
+        train_faces(out=tmp_path / "run", corpus=tiny_corpus, run=other, resume=True)
+
+
+@pytest.mark.skipif(not SHIPPED.with_suffix(".json").exists(), reason="no shipped face checkpoint yet")
+def test_shipped_checkpoint_beats_the_copied_reference_on_the_mouth():
+    """The shipped fast weights, on a held-out sentence: mouth PSNR above copying the reference."""
+    from minitalker.data.corpus import load_corpus
+    from minitalker.metrics import mouth_box, psnr
+
+    unet, schedule, agent = load_face_agent()
+    corpus = load_corpus("fast")
+    clip = next(c for c in corpus.split("test", frames=True) if c.identity not in corpus.heldout)
+    (ref, ref_lm), truth, lm = clip.reference(), clip.frames[:24], clip.landmarks[:24]
+    gen = generate_frames(unet, schedule, ref, ref_lm, lm, agent, steps=10, progress=False)
+    box = mouth_box(lm, truth.shape[1])
+    model, copy = psnr(gen, truth, region=box).mean(), psnr(np.repeat(ref[None], len(truth), 0), truth, region=box).mean()
+    assert model > copy + 0.5, (model, copy)
