@@ -32,9 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="dlib", choices=("dlib", "face_alignment"), help="landmark detector")
     p.add_argument("--size", type=int, default=128, help="crop side in pixels")
     p.set_defaults(func=_data_import)
-    p = sub.add_parser("demo", help="the main job: build the corpus if needed, write its overview and a sample clip")
+    p = sub.add_parser("demo", help="the main job: speech + a held-out face -> outputs/demo/talking_face.mp4 + figures")
     p.add_argument("--preset", choices=("fast", "full"), help="default: $MINITALKER_PRESET, else by hardware")
     p.add_argument("--out", default="outputs/demo", help="output folder")
+    p.add_argument("--train", action="store_true", help="retrain both agents instead of loading the shipped weights")
+    p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
     p = train_cmds.add_parser("landmarks", help="train agent 1, the landmark completion transformer")
     p.add_argument("--preset", choices=("fast", "full"), help="default: $MINITALKER_PRESET, else by hardware")
@@ -48,6 +52,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", choices=("fast", "full"), help="corpus preset (default: the one it was trained on)")
     p.add_argument("--json", help="also write the results as JSON here")
     p.set_defaults(func=_evaluate_landmarks)
+    p = train_cmds.add_parser("faces", help="train agent 2, the landmark-conditioned face diffusion UNet")
+    p.add_argument("--preset", choices=("fast", "full"), help="default: $MINITALKER_PRESET, else by hardware")
+    p.add_argument("--out", help="run folder (default: outputs/faces_<preset>)")
+    p.add_argument("--steps", type=int, help="stop at this step (default: the preset's schedule length)")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming from <out>/last")
+    p.set_defaults(func=_train_faces)
+    p = sub.add_parser("generate", help="any speech + any face photo -> a talking-face mp4 with the sound")
+    p.add_argument("--audio", required=True, help="speech: wav/flac/mp3 or a video's sound track")
+    p.add_argument("--face", required=True, help="a photo with one (frontal) face: RGB, RGBA or grey")
+    p.add_argument("--out", required=True, help="output .mp4 (its folder must exist)")
+    p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", choices=("fast", "full"), help="which shipped weights (only fast ones ship)")
+    p.add_argument("--landmarks", help="agent 1 checkpoint (default: the shipped one)")
+    p.add_argument("--faces", help="agent 2 checkpoint (default: the shipped one)")
+    p.add_argument("--backend", default="dlib", choices=("dlib", "face_alignment"), help="face detector for the photo")
+    p.set_defaults(func=_generate)
+    p = evaluate_cmds.add_parser("faces", help="agent 2 vs the copied reference: PSNR/SSIM (frame, mouth), LMD, jitter")
+    p.add_argument("--checkpoint", help="checkpoint path without suffix (default: the shipped fast one)")
+    p.add_argument("--corpus", choices=("fast", "full"), help="corpus preset (default: $MINITALKER_PRESET)")
+    p.add_argument("--clips", type=int, default=4, help="held-out clips per group")
+    p.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.set_defaults(func=_evaluate_faces)
     # Each room adds its leaves below: p = data_cmds.add_parser(...); p.set_defaults(func=...),
     # with the handler importing its module lazily so that `minitalker --help` stays fast.
     return parser
@@ -76,13 +105,22 @@ def _data_import(args) -> None:
 
 
 def _demo(args) -> None:
-    from minitalker.data.corpus import load_corpus
-    from minitalker.data.overview import write_sample
+    from minitalker.demo import run_demo
 
-    corpus = load_corpus(_corpus_config(args))
-    print(corpus)
-    for path in write_sample(corpus, args.out):
-        print("wrote", path)
+    for name, path in run_demo(args.preset, args.out, train=args.train, steps=args.steps, guidance=args.guidance,
+                               seed=args.seed).items():
+        print(f"wrote {name}: {path}")
+
+
+def _generate(args) -> None:
+    from minitalker.pipeline import TalkingFacePipeline
+
+    if args.preset == "full" and args.faces is None:
+        raise SystemExit("no full-size checkpoints are shipped: train them (`minitalker train faces --preset full`, "
+                         "`minitalker train landmarks --preset full`) and pass --faces/--landmarks")
+    pipe = TalkingFacePipeline.from_checkpoints(args.landmarks, args.faces, backend=args.backend)
+    result = pipe(args.audio, args.face, steps=args.steps, guidance=args.guidance, seed=args.seed)
+    print("wrote", result.save(args.out), f"({len(result.frames)} frames)")
 
 
 def _train_landmarks(args) -> None:
@@ -107,6 +145,22 @@ def _evaluate_landmarks(args) -> None:
     model = load_landmark_model(args.checkpoint)
     results = evaluate_landmarks(model, args.corpus or model.meta["train_config"]["corpus"])
     print(format_results(results))
+    if args.json:
+        write_json(args.json, results)
+
+
+def _train_faces(args) -> None:
+    from minitalker.train.faces import train_faces
+
+    train_faces(args.preset, args.out, resume=not args.fresh, stop_at=args.steps)
+
+
+def _evaluate_faces(args) -> None:
+    from minitalker.io import write_json
+    from minitalker.train.faces import evaluate_faces, format_face_results
+
+    results = evaluate_faces(args.checkpoint, args.corpus, clips_per_group=args.clips, steps=args.steps)
+    print(format_face_results(results))
     if args.json:
         write_json(args.json, results)
 

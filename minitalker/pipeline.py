@@ -1,0 +1,111 @@
+"""TalkingFacePipeline: speech + one photo → a talking-face video with the sound.
+
+The only place that knows the whole route (ARCHITECTURE.md)::
+
+    photo ──detect_landmarks──► 68 points ──aligned_crops──► reference crop (S, S, 3) + its landmarks
+    speech ──predict_landmarks (agent 1)──► landmarks per frame (T, 68, 2) in crop pixels
+    reference + landmarks ──generate_frames (agent 2, DDIM)──► frames (T, S, S, 3) ──write_video──► mp4
+
+Temporal consistency comes from three places: agent 1 predicts clips of frames jointly, every frame
+starts from the same noise image (deterministic DDIM), and the landmarks can be smoothed over time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from skimage.transform import resize
+
+from minitalker.audio import FPS, SAMPLE_RATE, load_audio
+from minitalker.config import default_device
+from minitalker.face_agent import generate_frames
+from minitalker.landmarks.detect import as_rgb_frames, detect_landmarks, smooth_landmarks
+from minitalker.nn.landmark_transformer import load_landmark_model, predict_landmarks
+from minitalker.train.faces import load_face_agent
+from minitalker.video import aligned_crops, write_video
+
+MIN_PHOTO_SIDE = 64  # smaller photos hold too few pixels for a face detector or a 64 px crop
+
+
+@dataclass
+class TalkingFace:
+    """What the pipeline made: ``frames (T, S, S, 3)`` uint8, ``landmarks (T, 68, 2)`` crop pixels,
+    the ``reference`` crop and its landmarks, the 16 kHz ``audio`` and ``fps``."""
+
+    frames: np.ndarray
+    landmarks: np.ndarray
+    reference: np.ndarray
+    reference_landmarks: np.ndarray
+    audio: np.ndarray
+    fps: float = FPS
+
+    def save(self, path: str | os.PathLike, scale: int = 4) -> Path:
+        """Write an mp4 (h264 + AAC) with the sound; frames enlarged ``scale`` times for viewing."""
+        return write_video(path, upscale(self.frames, scale), self.fps, self.audio, SAMPLE_RATE)
+
+
+def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
+    """``(T, S, S, 3)`` → ``(T, scale S, scale S, 3)`` by bicubic interpolation (for display only)."""
+    if scale == 1:
+        return frames
+    T, H, W, _ = frames.shape
+    big = resize(frames, (T, H * scale, W * scale, 3), order=3, anti_aliasing=False, preserve_range=True)
+    return np.clip(big, 0, 255).round().astype(np.uint8)
+
+
+def load_photo(photo: str | os.PathLike | np.ndarray) -> np.ndarray:
+    """A path or array (RGB, RGBA or grey, uint8) → RGB uint8 ``(H, W, 3)``; tiny images are refused."""
+    if isinstance(photo, (str, os.PathLike)):
+        import imageio.v3 as iio
+
+        if not Path(photo).exists():
+            raise FileNotFoundError(f"no photo at {photo}")
+        photo = iio.imread(photo)
+    img = as_rgb_frames(np.asarray(photo))[0]  # (H, W, 3)
+    if min(img.shape[:2]) < MIN_PHOTO_SIDE:
+        raise ValueError(f"the photo is only {img.shape[1]}x{img.shape[0]} px: give one at least "
+                         f"{MIN_PHOTO_SIDE} px on each side with the face filling a good part of it")
+    return img
+
+
+class TalkingFacePipeline:
+    """Agents 1 and 2 with their settings. ``TalkingFacePipeline.from_checkpoints()`` loads the shipped ones."""
+
+    def __init__(self, landmark_model, unet, schedule, agent_cfg, backend: str = "dlib"):
+        self.landmark_model, self.unet, self.schedule, self.agent_cfg = landmark_model, unet, schedule, agent_cfg
+        self.backend = backend
+        self.size = unet.cfg.image_size
+
+    @classmethod
+    def from_checkpoints(cls, landmarks: str | os.PathLike | None = None, faces: str | os.PathLike | None = None,
+                         backend: str = "dlib", device=None) -> "TalkingFacePipeline":
+        device = device or default_device()
+        unet, schedule, agent_cfg = load_face_agent(faces, device=device)
+        return cls(load_landmark_model(landmarks, device=device), unet, schedule, agent_cfg, backend)
+
+    def prepare_face(self, photo: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Detect the face (the largest, if several), crop it aligned → (crop (S, S, 3), landmarks (68, 2))."""
+        img = load_photo(photo)
+        lm = detect_landmarks(img, backend=self.backend).landmarks  # (1, 68, 2); NoFaceError if none
+        crops, crop_lm = aligned_crops(img[None], lm, self.size, smooth=0)
+        return crops[0], crop_lm[0]
+
+    def __call__(self, audio: str | os.PathLike | np.ndarray, photo: str | os.PathLike | np.ndarray | None = None,
+                 *, reference: tuple[np.ndarray, np.ndarray] | None = None, steps: int | None = None,
+                 guidance: float | None = None, seed: int = 0, smooth: float = 1.0, batch_size: int = 32,
+                 progress: bool = True) -> TalkingFace:
+        """Speech (path or 16 kHz array) + a photo (or an already aligned ``reference`` crop and its
+        landmarks) → :class:`TalkingFace`. ``smooth``: Gaussian sigma (frames) on the predicted
+        landmarks; ``steps``/``guidance``: DDIM steps and classifier-free guidance scale."""
+        wav = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else np.asarray(audio, np.float32)
+        if (photo is None) == (reference is None):
+            raise ValueError("give exactly one of photo= (any image with a face) or reference=(crop, landmarks)")
+        ref, ref_lm = reference if reference is not None else self.prepare_face(photo)
+        lm = predict_landmarks(self.landmark_model, wav, ref_lm)  # (T, 68, 2) crop pixels
+        lm = smooth_landmarks(lm, smooth) if smooth > 0 else lm
+        frames = generate_frames(self.unet, self.schedule, ref, ref_lm, lm, self.agent_cfg, steps=steps,
+                                 guidance=guidance, seed=seed, batch_size=batch_size, progress=progress)
+        return TalkingFace(frames, lm, ref, ref_lm, wav)
