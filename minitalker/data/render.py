@@ -26,6 +26,8 @@ from scipy.ndimage import gaussian_filter
 from scipy.spatial import Delaunay
 
 from minitalker.audio import n_video_frames
+from minitalker.data.faces import load_face
+from minitalker.data.visemes import animate_landmarks, articulate, rest_landmarks
 from minitalker.landmarks.scheme import check_landmarks, denormalise, face_box, inter_ocular, normalise
 
 TEETH = (208, 202, 188)  # RGB of the upper teeth (lit from the front)
@@ -168,8 +170,8 @@ def _candidates(corners: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """For each pixel, the triangles that may hold it in *some* frame: ``(P, C)`` indices, ``-1`` = none.
 
     ``corners (T, N, 3, 2)``: a triangle can only hold a pixel inside its bounding box, so we take
-    each triangle's box over all frames. Searching these few (C is a few dozen at most) instead of
-    all N triangles makes the per-frame search cheap.
+    each triangle's box over all frames. Searching these few (C is about ten) instead of all
+    N ≈ 180 triangles makes the per-frame search cheap.
     """
     lo, hi = corners.min(axis=(0, 2)) - 1e-6, corners.max(axis=(0, 2)) + 1e-6  # (N, 2) each
     x, y = pixels[:, :1], pixels[:, 1:]  # (P, 1) each
@@ -327,7 +329,7 @@ def render_frames(image: np.ndarray, src_lm: np.ndarray, frame_lms: np.ndarray, 
     return frames, crop_lms
 
 
-def render_clip(speech, face, size: int = 64, seed: int = 0) -> "RenderedClip":
+def render_clip(speech, face, size: int = 64, seed: int = 0) -> RenderedClip:
     """Speech + a face → a :class:`RenderedClip`: phonemes → visemes → landmarks → warped frames.
 
     ``speech``: a :class:`~minitalker.data.speech.Speech`; ``face``: a bundled face's name
@@ -335,14 +337,7 @@ def render_clip(speech, face, size: int = 64, seed: int = 0) -> "RenderedClip":
     ``T = n_video_frames(len(speech.wav))``: the whole 25 fps frames the audio covers. ``seed`` fixes
     the blinks and head motion.
     """
-    from minitalker.data.visemes import animate_landmarks, articulate, rest_landmarks
-
-    if isinstance(face, str):
-        from minitalker.data.faces import load_face
-
-        image, lm = load_face(face)
-    else:
-        image, lm = face
+    image, lm = load_face(face) if isinstance(face, str) else face
     rest = rest_landmarks(lm)
     n_frames = n_video_frames(len(speech.wav))
     lms = animate_landmarks(rest, articulate(speech.phonemes, n_frames), seed=seed)  # (T, 68, 2)
