@@ -131,6 +131,18 @@ def test_dropping_all_rows_is_the_null_condition():
     assert torch.allclose(one[0], null[0], atol=1e-5) and torch.allclose(one[1], model(**a)[1], atol=1e-5)
 
 
+def test_classifier_free_guidance_with_the_null_tokens():
+    from minitalker.diffusion.samplers import guided
+
+    model = trained_like(tiny())
+    x = inputs()
+    c = {"cond": x["cond"], "landmarks": x["landmarks"], "drop": torch.zeros(2, dtype=torch.bool)}
+    null = {**c, "drop": torch.ones(2, dtype=torch.bool)}
+    out_c, out_u = model(**x), model(**{**x, "landmarks": None})
+    for scale, want in [(1.0, out_c), (0.0, out_u), (3.0, out_u + 3 * (out_c - out_u))]:
+        assert torch.allclose(guided(model, c, null, scale)(x["x_t"], x["t"]), want, atol=1e-4), scale
+
+
 def test_tokenizer_null_rows():
     tok = LandmarkTokenizer(16)
     lm = torch.rand(3, 68, 2) * 2 - 1
