@@ -140,3 +140,14 @@ def test_shipped_checkpoint_beats_the_copied_reference_on_the_mouth():
     box = mouth_box(lm, truth.shape[1])
     model, copy = psnr(gen, truth, region=box).mean(), psnr(np.repeat(ref[None], len(truth), 0), truth, region=box).mean()
     assert model > copy + 0.5, (model, copy)
+
+
+def test_a_new_run_can_start_from_a_checkpoint(tiny_face_run, tiny_corpus, tmp_path):
+    out, trainer = tiny_face_run
+    tuned = train_faces(out=tmp_path, corpus=tiny_corpus, run=tiny_run(steps=0), resume=False, init=out / "best")
+    start, _, _ = load_face_agent(out / "best")
+    for k, v in start.state_dict().items():
+        torch.testing.assert_close(tuned.model.state_dict()[k], v, msg=k)
+    with pytest.raises(ValueError, match="another config"):
+        other = dataclasses.replace(tiny_run(), unet=UNetConfig(**{**TINY_UNET, "heads": 4}))
+        train_faces(out=tmp_path / "x", corpus=tiny_corpus, run=other, resume=False, init=out / "best")

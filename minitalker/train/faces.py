@@ -156,11 +156,14 @@ class FaceRun:
 
 
 def train_faces(preset: str | None = None, out: str | Path | None = None, resume: bool = True,
-                stop_at: int | None = None, corpus: Corpus | None = None, run: FaceRun | None = None) -> Trainer:
+                stop_at: int | None = None, corpus: Corpus | None = None, run: FaceRun | None = None,
+                init: str | Path | None = None) -> Trainer:
     """Train (or resume) agent 2; returns the Trainer (``.eval_model`` holds the EMA weights).
 
     ``stop_at``: pause after this step (the schedule still spans ``run.train.steps``, so a later call
-    resumes exactly where this one stopped).
+    resumes exactly where this one stopped). ``init``: start a new run from the weights of a
+    checkpoint (e.g. the shipped one, to fine-tune it) instead of from scratch; its UNet config must
+    be ``run.unet``.
     """
     run = run or FaceRun.preset(preset)
     corpus = corpus or load_corpus(preset)
@@ -169,6 +172,11 @@ def train_faces(preset: str | None = None, out: str | Path | None = None, resume
                          "use the corpus of the same preset")
     torch.manual_seed(run.train.seed)
     unet = LandmarkUNet(run.unet)
+    if init is not None:
+        start, _, _ = load_face_agent(init)
+        if start.cfg != run.unet:
+            raise ValueError(f"{init} holds a UNet with another config than this run's: {start.cfg} vs {run.unet}")
+        unet.load_state_dict(start.state_dict())
     schedule = NoiseSchedule(run.diffusion)
     train_ids = [i for i in corpus.identities if i not in corpus.heldout]
     trainer = Trainer(unet, run.train, out or Path("outputs") / f"faces_{preset_name(preset)}",
