@@ -151,3 +151,23 @@ def test_a_new_run_can_start_from_a_checkpoint(tiny_face_run, tiny_corpus, tmp_p
     with pytest.raises(ValueError, match="another config"):
         other = dataclasses.replace(tiny_run(), unet=UNetConfig(**{**TINY_UNET, "heads": 4}))
         train_faces(out=tmp_path / "x", corpus=tiny_corpus, run=other, resume=False, init=out / "best")
+
+
+def test_ddp_with_two_gloo_processes_matches_one_process(tiny_corpus, tmp_path):
+    """`torchrun` with 2 CPU ranks x 2 samples trains the same UNet as 1 process x 4 samples."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    single = train_faces(out=tmp_path / "single", corpus=tiny_corpus, run=tiny_run(steps=3), resume=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env |= {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(Path(__file__).parent / "tiny_face_training.py"), str(tiny_corpus.root), str(tmp_path / "ddp")]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    tensors, meta = load_checkpoint(tmp_path / "ddp" / "last")
+    assert meta["world_size"] == 2 and meta["step"] == 3
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(tensors["model." + k], v, rtol=0, atol=2e-5, msg=k)
