@@ -1,11 +1,10 @@
-"""The data commands and the issue-2 demo, run in-process on the tiny corpus (the fast preset is
-swapped for the tiny config, so nothing big is built)."""
+"""The data commands, run in-process on the tiny corpus (the fast preset is swapped for the tiny
+config, so nothing big is built). The demo and `generate` are tested in test_pipeline.py."""
 
 import warnings
 from importlib.util import find_spec
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -39,18 +38,6 @@ def test_build_size_and_root(monkeypatch, tmp_path, capsys):
     corpus = load_corpus(root=tmp_path / "c")
     assert corpus.image_size == 16 and corpus.meta["config"]["image_size"] == 16
     assert "3 clips" in capsys.readouterr().out
-
-
-def test_demo_writes_overview_and_clip_with_sound(tiny_preset, tmp_path, capsys):
-    main(["demo", "--preset", "fast", "--out", str(tmp_path / "demo")])
-    png, mp4 = tmp_path / "demo/corpus_overview.png", tmp_path / "demo/sample_clip.mp4"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
-    with av.open(str(mp4)) as f:
-        assert f.streams.video and f.streams.audio, "the sample clip has picture and sound"
-        n = sum(1 for _ in f.decode(video=0))
-    clip = tiny_preset.split("train", frames=True)[0]
-    assert n == clip.n_frames
-    assert "wrote" in capsys.readouterr().out
 
 
 def test_import_videos(tmp_path, capsys):

@@ -1,0 +1,94 @@
+"""The end-to-end route with the shipped fast checkpoints: photo + speech → mp4, the demo, bad input."""
+
+import warnings
+
+import av
+import numpy as np
+import pytest
+
+from minitalker.cli import main
+from minitalker.data.faces import load_face
+from minitalker.landmarks.detect import NoFaceError
+from minitalker.landmarks.scheme import mouth_opening
+from minitalker.pipeline import TalkingFacePipeline, load_photo
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return TalkingFacePipeline.from_checkpoints(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def arctic():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pysptk imports pkg_resources
+        import pysptk
+    from minitalker.audio import load_audio
+
+    return load_audio(pysptk.util.example_audio_file())[:16000]  # 1 s of real speech (CMU ARCTIC)
+
+
+def streams(path):
+    with av.open(str(path)) as f:
+        return len(f.streams.video), len(f.streams.audio), sum(1 for _ in f.decode(video=0))
+
+
+def test_real_photo_and_real_speech_make_a_talking_face(pipe, arctic, tmp_path):
+    photo, _ = load_face("grace_hopper")  # a real photo of the identity held out of training
+    result = pipe(arctic, photo, steps=3, seed=0, progress=False)
+    assert result.frames.shape == (25, 64, 64, 3) and result.frames.dtype == np.uint8
+    assert result.landmarks.shape == (25, 68, 2)
+    assert np.ptp(mouth_opening(result.landmarks)) > 0.02, "the mouth moves with the speech"
+    out = result.save(tmp_path / "talk.mp4")
+    assert streams(out) == (1, 1, 25)
+
+
+def test_grey_and_rgba_photos_work(pipe):
+    photo, _ = load_face("astronaut")
+    rgba = np.concatenate([photo, np.full(photo.shape[:2] + (1,), 255, np.uint8)], -1)
+    grey = photo.mean(-1).astype(np.uint8)
+    crop_rgb, lm_rgb = pipe.prepare_face(photo)
+    for img in (rgba, grey):
+        crop, lm = pipe.prepare_face(img)
+        assert crop.shape == (64, 64, 3)
+        assert np.abs(lm - lm_rgb).max() < 3  # the same face is found
+
+
+def test_photo_errors_say_what_to_do(pipe, tmp_path):
+    with pytest.raises(ValueError, match="at least 64 px"):
+        load_photo(np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(NoFaceError, match="no face found"):
+        pipe.prepare_face(np.full((200, 200, 3), 128, np.uint8))
+    with pytest.raises(FileNotFoundError, match="no photo"):
+        load_photo(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match="exactly one of"):
+        pipe(np.zeros(16000, np.float32))
+
+
+def test_silence_keeps_the_mouth_closed(pipe):
+    photo, _ = load_face("astronaut")
+    result = pipe(np.zeros(16000, np.float32), photo, steps=2, progress=False)
+    assert len(result.frames) == 25
+    assert mouth_opening(result.landmarks).max() < 0.05
+
+
+def test_generate_command_and_missing_output_folder(arctic, tmp_path, capsys):
+    import soundfile as sf
+    from imageio.v3 import imwrite
+
+    sf.write(tmp_path / "speech.wav", arctic, 16000)
+    imwrite(tmp_path / "face.png", load_face("grace_hopper")[0])
+    args = ["generate", "--audio", str(tmp_path / "speech.wav"), "--face", str(tmp_path / "face.png"), "--steps", "2"]
+    main(args + ["--out", str(tmp_path / "out.mp4")])
+    assert streams(tmp_path / "out.mp4")[:2] == (1, 1) and "25 frames" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="mkdir -p"):
+        main(args + ["--out", str(tmp_path / "no" / "such" / "out.mp4")])
+
+
+def test_demo_writes_the_video_and_figures(tmp_path, capsys):
+    main(["demo", "--preset", "fast", "--out", str(tmp_path / "demo"), "--steps", "2"])
+    v, a, n = streams(tmp_path / "demo" / "talking_face.mp4")
+    assert (v, a) == (1, 1) and n > 10
+    for name in ("overview.png", "corpus_overview.png"):
+        assert (tmp_path / "demo" / name).read_bytes()[:4] == b"\x89PNG"
+    assert "wrote video" in capsys.readouterr().out
