@@ -44,7 +44,7 @@ def test_dtype_device_and_presets():
 
 def test_q_sample_matches_running_the_chain_step_by_step():
     """Eq. 4 (closed form) against eq. 2 iterated: x_s = sqrt(1 - beta_s) x_{s-1} + sqrt(beta_s) eps_s."""
-    s, t, n = sched(beta_schedule="linear"), 300, 40000
+    s, t, n = sched(beta_schedule="linear"), 300, 10000
     g = torch.Generator().manual_seed(0)
     x0 = torch.full((n, 1), 0.7, dtype=torch.float64)
     x = x0.clone()
@@ -54,7 +54,7 @@ def test_q_sample_matches_running_the_chain_step_by_step():
     a = s.alphas_cumprod[t]
     for sample in (x, closed):  # mean sqrt(a) x0, std sqrt(1 - a), within Monte-Carlo error
         assert abs(sample.mean() - a.sqrt() * 0.7) < 4 * (1 - a).sqrt() / math.sqrt(n)
-        assert abs(sample.std() / (1 - a).sqrt() - 1) < 0.02
+        assert abs(sample.std() / (1 - a).sqrt() - 1) < 0.03  # 4 standard errors of a std
 
 
 def brute_force_posterior(s, x0, x_t, t, t_prev):
