@@ -7,8 +7,10 @@ frame of :func:`~minitalker.landmarks.scheme.normalise` (eye corners at (±0.5, 
 
 Tokens, for a clip of T frames (our interpretation; the paper gives no sizes)::
 
-    audio   : each frame's window of W log-mel frames, cut into W/p patches of p mel frames
-              (p = 4 is 40 ms = one video frame)  → Linear(p·80, d)      (B, T, A, d), A = W/p
+    audio   : each frame's window of W log-mel frames, cut into A = W/p patches of p mel frames
+              → Linear(p·80, d)                                        (B, T, A, d)
+              fast: p = W, one token per frame (the time attention supplies the context around
+              it); full: p = 2, a token per 20 ms, so attention can pick details inside the window
     hidden  : the 31 masked points: a learned [MASK] token + the point's index embedding (B, T, 31, d)
     visible : the 37 visible reference points: Linear(Fourier(x, y)) + index embedding (B, 37, d)
     + modality embeddings (audio / landmark) and a time embedding (frame t of the clip)
@@ -26,9 +28,16 @@ Each block (pre-norm, like GPT-2) does three things::
                       factorised space-time attention as in TimeSformer) → smooth motion
     MLP
 
-A head maps each hidden token to an offset from a learned rest shape (initialised by the trainer
-to the training set's mean mouth and jaw, so training starts from the "mean mouth" baseline and
-learns what speech and identity change); visible points are copied from the reference.
+A head maps each hidden token to its displacement from the reference's rest position: the
+network never *sees* the hidden points (it cannot copy them; audio must decide the shape), but
+its answer is anchored on them, so every speaker keeps their own mouth. Our interpretation: with
+two training faces no network can guess a new person's mouth from the upper face alone (measured
+on the held-out face: 0.147 inter-ocular error for absolute positions, 0.030 for copying the
+reference). Visible points are copied from the reference. A linear read-out of each frame's whole
+window (the form of the ridge baseline) is added to the head's displacements: it learns the
+linear part of the audio → mouth map in a few steps, the transformer learns the rest (context over
+frames, non-linear distinctions such as a bilabial closure vs a pause); measured on the fast
+corpus, it halved the validation error after 60 steps (0.014 vs 0.022-0.030).
 ``clip_frames = 1`` gives the frame mode (no time attention).
 """
 
@@ -58,7 +67,7 @@ SHIPPED = DATA_DIR / "checkpoints" / "landmarks_fast"
 class LandmarkTransformerConfig(PresetConfig):
     n_mels: int = 80  # mel bins (AudioConfig.n_mels)
     window: int = 20  # mel frames per video frame (AudioConfig.window)
-    mel_patch: int = 4  # mel frames per audio token (4 × 10 ms = one 25 fps video frame)
+    mel_patch: int = 20  # mel frames per audio token (20 = the whole 200 ms window in one token)
     clip_frames: int = 16  # frames predicted jointly; 1 = frame mode (no time attention)
     d_model: int = 48
     n_heads: int = 4
@@ -66,6 +75,7 @@ class LandmarkTransformerConfig(PresetConfig):
     mlp_ratio: int = 2
     dropout: float = 0.0
     n_freqs: int = 6  # Fourier features sin/cos(2^k π x), k < n_freqs, of the visible points' coordinates
+    linear_path: bool = True  # add a linear map from each frame's whole window to its displacements
     mel_mean: float = -8.0  # log-mel standardisation (x - mean) / std; measured on the fast corpus
     mel_std: float = 4.4
 
@@ -143,7 +153,12 @@ class LandmarkCompletionTransformer(nn.Module):
         self.time_pos = nn.Parameter(torch.randn(cfg.clip_frames, d) * 0.02)  # frame t of the clip
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_out, self.head = nn.LayerNorm(d), nn.Linear(d, 2)
-        self.rest = nn.Parameter(torch.zeros(len(HIDDEN), 2))  # hidden points' rest shape (normalised)
+        self.linear = nn.Linear(cfg.window * cfg.n_mels, 2 * len(HIDDEN)) if cfg.linear_path else None
+        with torch.no_grad():
+            self.head.weight.mul_(0.1)  # start near "copy the reference": small displacements
+            if self.linear is not None:
+                self.linear.weight.zero_()
+                self.linear.bias.zero_()
         self.register_buffer("hidden", torch.as_tensor(HIDDEN), persistent=False)
         self.register_buffer("visible", torch.as_tensor(VISIBLE), persistent=False)
 
@@ -152,7 +167,8 @@ class LandmarkCompletionTransformer(nn.Module):
         self._check(mel, reference)
         B, T, W, M = mel.shape
         A = W // cfg.mel_patch
-        audio = self.audio_in(((mel - cfg.mel_mean) / cfg.mel_std).reshape(B, T, A, cfg.mel_patch * M))
+        mel = (mel - cfg.mel_mean) / cfg.mel_std
+        audio = self.audio_in(mel.reshape(B, T, A, cfg.mel_patch * M))
         audio = audio + self.audio_pos + self.modality[0]  # (B, T, A, d)
         hidden = (self.mask_token + self.point_pos[self.hidden] + self.modality[1]).expand(B, T, -1, -1)  # (B, T, 31, d)
         x = torch.cat([audio, hidden], 2) + self.time_pos[:T, None]  # (B, T, A + 31, d)
@@ -161,16 +177,13 @@ class LandmarkCompletionTransformer(nn.Module):
         memory = self.point_in(fourier) + self.point_pos[self.visible] + self.modality[1]  # (B, 37, d)
         for block in self.blocks:
             x = block(x, memory)
-        pred = self.rest + self.head(self.ln_out(x[:, :, A:]))  # (B, T, 31, 2)
-        out = reference[:, None].expand(B, T, -1, -1).clone()  # (B, T, 68, 2): visible points as given
-        out[:, :, self.hidden] = pred.to(out.dtype)
+        move = self.head(self.ln_out(x[:, :, A:]))  # (B, T, 31, 2) displacement of each hidden point
+        if self.linear is not None:  # + a linear read-out of the window (the ridge baseline's form)
+            move = move + self.linear(mel.flatten(2) / math.sqrt(W * M)).view(B, T, -1, 2)  # (scaled: Adam
+            # moves every weight by ~lr, so without 1/√(W·80) its 1600 inputs would swing the output)
+        out = reference[:, None].expand(B, T, -1, -1).clone()  # (B, T, 68, 2): the reference, at rest
+        out[:, :, self.hidden] += move.to(out.dtype)
         return out
-
-    @torch.no_grad()
-    def init_rest(self, hidden_points: np.ndarray) -> None:
-        """Start from a rest shape: ``hidden_points (31, 2)``, e.g. the training mean; shrink the head."""
-        self.rest.copy_(torch.as_tensor(hidden_points, dtype=torch.float32))
-        self.head.weight.mul_(0.1)  # small offsets at first: the mean mouth is a sane start
 
     def _check(self, mel: torch.Tensor, reference: torch.Tensor) -> None:
         cfg = self.cfg

@@ -28,7 +28,7 @@ from ..config import preset_name
 from ..data.corpus import Corpus, load_corpus
 from ..data.datasets import LandmarkClips, MelAugment
 from ..data.visemes import base_phoneme, phoneme_class
-from ..io import load_checkpoint, save_checkpoint
+from ..io import atomic_path, load_checkpoint, save_checkpoint
 from ..landmarks import scheme
 from ..nn.landmark_transformer import (HIDDEN, SHIPPED, LandmarkCompletionTransformer, LandmarkTransformerConfig,
                                        model_from_checkpoint)
@@ -49,7 +49,7 @@ class LandmarkTrainConfig(TrainConfig):
 
     @classmethod
     def fast(cls) -> "LandmarkTrainConfig":
-        return cls(steps=1500, batch_size=16, lr=2e-3, min_lr=2e-5, warmup_steps=100, log_every=10)
+        return cls(steps=600, batch_size=16, lr=2e-3, min_lr=2e-5, warmup_steps=60, log_every=10)
 
     @classmethod
     def full(cls) -> "LandmarkTrainConfig":
@@ -214,7 +214,6 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
     cfg = dataclasses.replace(cfg, eval_every=cfg.eval_every or epoch, ckpt_every=cfg.ckpt_every or epoch)
     torch.manual_seed(cfg.seed)
     model = LandmarkCompletionTransformer(model_cfg)
-    model.init_rest(np.concatenate([t[:, HIDDEN] for t in train.target]).mean(0))  # the mean mouth and jaw
     augment = MelAugment() if cfg.augment else None
 
     def batch_fn(seeds):
@@ -239,7 +238,8 @@ def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIP
     """Write ``run/best`` as a small fp16 checkpoint at ``dest`` with its test metrics and provenance.
 
     The JSON records the command that trained it, the configs, the seed, the training time and the
-    evaluation of :func:`evaluate_landmarks` (model and baselines). Returns that JSON.
+    evaluation of :func:`evaluate_landmarks` (model and baselines); ``<dest>.metrics.jsonl`` keeps
+    the training log and ``<dest>.md`` says it all in words. Returns that JSON.
     """
     tensors, meta = load_checkpoint(Path(run) / "best")
     prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
@@ -250,8 +250,19 @@ def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIP
     info = {k: meta[k] for k in ("model_class", "model_config", "train_config", "step", "train_seconds", "corpus")}
     info |= {"command": command,
              "seed": meta["train_config"]["seed"], "val_metrics": meta["metrics"], "test_results": results,
-             "dtype": "float16", "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
-    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+             "dtype": "float16", "torch_threads": torch.get_num_threads(), "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dest, weights, info)
+    with atomic_path(dest.with_suffix(".metrics.jsonl")) as tmp:  # the training curves, for notebook 02
+        tmp.write_text((Path(run) / "metrics.jsonl").read_text())
+    with atomic_path(dest.with_suffix(".md")) as tmp:
+        tmp.write_text(f"# {dest.name}: agent 1, the landmark completion transformer\n\n"
+                       f"Made by `{command}` ({info['exported']}): best of {info['step']} steps by validation mouth "
+                       f"error, {info['train_seconds'] / 60:.1f} min of training ({info['torch_threads']} torch thread(s)), seed {info['seed']}, corpus "
+                       f"`{info['corpus']}`, weights in float16 ({dest.name}.safetensors, configs and metrics in "
+                       f"{dest.name}.json, training log in {dest.name}.metrics.jsonl).\n\n"
+                       f"Evaluation (`minitalker evaluate landmarks`; mouth error = mean distance of the 20 mouth "
+                       f"points over the inter-ocular distance):\n\n{format_results(results)}\n")
     return info
 

@@ -1,0 +1,89 @@
+"""Agent 1 end to end: training on the tiny corpus, evaluation tables, silence, real speech."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from minitalker.audio import load_audio
+from minitalker.data.datasets import LandmarkClips, MelAugment
+from minitalker.landmarks import scheme
+from minitalker.nn.landmark_transformer import LandmarkTransformerConfig, load_landmark_model, predict_landmarks
+from minitalker.train.landmarks import (LandmarkTrainConfig, baselines, evaluate_landmarks, format_results,
+                                        predict_model, score, splits, train_landmarks)
+
+TINY_MODEL = dataclasses.replace(LandmarkTransformerConfig.fast(), d_model=32, n_layers=2, clip_frames=8)
+TINY_TRAIN = dataclasses.replace(LandmarkTrainConfig.fast(), steps=80, batch_size=8, warmup_steps=10, lr=3e-3,
+                                 eval_every=20, ckpt_every=40)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("landmarks")
+    return train_landmarks("fast", out, model_cfg=TINY_MODEL, train_cfg=TINY_TRAIN, corpus=tiny_corpus)
+
+
+def test_samples_are_a_function_of_the_seed(tiny_corpus):
+    data = LandmarkClips(splits(tiny_corpus)["train"])
+    a, b = data.batch([3, 4], 8, MelAugment()), data.batch([3, 4], 8, MelAugment())
+    assert a["mel"].shape == (2, 8, 20, 80) and a["target"].shape == (2, 8, 68, 2) and a["reference"].shape == (2, 68, 2)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    plain = data.batch([3, 4], 8)
+    assert np.array_equal(plain["target"], a["target"]) and not np.array_equal(plain["mel"], a["mel"])
+    assert float(a["mel"].min()) >= np.log(1e-6) - 1e-4  # augmentation never goes below the floor
+
+
+def test_training_beats_the_copied_reference_on_validation(tiny_corpus, tiny_run):
+    from minitalker.nn.landmark_transformer import model_from_checkpoint
+
+    parts = splits(tiny_corpus)
+    train, val = LandmarkClips(parts["train"]), LandmarkClips(parts["val"])
+    copy = score(baselines(train, val)["copy reference"](val), val)["mouth_error"]
+    model = model_from_checkpoint(tiny_run / "best", config=TINY_MODEL)
+    trained = score(predict_model(model, val), val)["mouth_error"]
+    assert trained < 0.8 * copy, (trained, copy)
+    assert model.meta["metrics"]["val_mouth_error"] == pytest.approx(model.meta["best"]["value"])
+
+
+def test_evaluation_reports_baselines_and_phoneme_classes(tiny_corpus, tiny_run):
+    results = evaluate_landmarks(tiny_run / "best", tiny_corpus)
+    sets = [k for k in results if k.startswith("test_")]
+    assert sets and set(results["improvement"]) == set(sets)
+    for name in sets:
+        methods = list(results[name])
+        assert methods[:3] == ["model", "copy reference", "mean mouth"] and methods[3].startswith("ridge")
+        assert set(results[name]["model"]["per_class"]) <= {"bilabial", "open_vowel", "rounded_vowel", "other", "silence"}
+        assert np.isnan(results[name]["copy reference"]["opening_corr"])  # a constant has no correlation
+    table = format_results(results)
+    assert "| phoneme class" in table and "ridge" in table and "% lower" in table
+
+
+def test_silence_keeps_the_mouth_closed():
+    """Digital silence and faint noise: the mouth stays at rest (the reference's closed mouth)."""
+    from minitalker.data.faces import load_face
+
+    model = load_landmark_model()
+    _, ref = load_face("astronaut")
+    noise = np.random.default_rng(0).normal(0, 1e-5, 32000).astype(np.float32)
+    for wav in (np.zeros(32000, np.float32), noise):
+        pred = predict_landmarks(model, wav, ref)
+        assert pred.shape == (50, 68, 2)
+        assert np.abs(scheme.mouth_opening(pred) - scheme.mouth_opening(ref)).max() < 0.03
+        assert scheme.mouth_error(pred, np.broadcast_to(ref, pred.shape)).mean() < 0.05
+
+
+def test_real_speech_moves_the_mouth_with_the_voice():
+    """CMU ARCTIC (a real human voice, pysptk's sample): the mouth opens when there is sound."""
+    pysptk = pytest.importorskip("pysptk")
+    from minitalker.data.faces import load_face
+
+    wav = load_audio(pysptk.util.example_audio_file())
+    _, ref = load_face("grace_hopper")
+    pred = predict_landmarks(load_landmark_model(), wav, ref)  # (T, 68, 2) in the photo's pixels
+    opening = scheme.mouth_opening(pred)
+    frames = len(pred)
+    energy = np.array([np.sqrt(np.mean(wav[i * 640:(i + 1) * 640] ** 2)) for i in range(frames)])
+    r = np.corrcoef(opening, np.log(energy + 1e-4))[0, 1]
+    assert r > 0.4, r
+    loud, quiet = energy > np.quantile(energy, 0.7), energy < np.quantile(energy, 0.15)
+    assert opening[loud].mean() > opening[quiet].mean() + 0.02
