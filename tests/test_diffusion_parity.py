@@ -129,3 +129,20 @@ def test_default_config_float32_end_to_end():
     got = ddim_sample(dummy_model, ours, SHAPE, prev_rule="diffusers", generator=torch.Generator().manual_seed(0),
                       progress=False)
     assert got.dtype == torch.float32 and torch.allclose(got, expected, atol=1e-5)
+
+
+def test_ddpm_last_step_quirk_with_trailing_spacing():
+    """Documented in ddpm_sample: with "trailing" spacing the last step starts at t = 99 > 0, where diffusers
+    still adds noise (sqrt(beta) of the jump for fixed_large); we return its x0 prediction, as DDPM's z = 0."""
+    ours, theirs = pair(DDPMScheduler, variance_type="fixed_large", timestep_spacing="trailing", clip_sample=True)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(SHAPE, generator=g, dtype=torch.float64)
+    theirs.set_timesteps(10)
+    for t in theirs.timesteps:
+        out = theirs.step(dummy_model(x, t.expand(SHAPE[0])), t, x, generator=g)
+        x = out.prev_sample
+    got = ddpm_sample(dummy_model, ours, SHAPE, steps=10, variance="fixed_large", generator=torch.Generator().manual_seed(0),
+                      progress=False)
+    assert theirs.timesteps[-1] == 99
+    assert torch.allclose(got, out.pred_original_sample, atol=1e-9)
+    assert (x - got).std() == pytest.approx((1 - ours.alphas_cumprod[99]).sqrt().item(), rel=0.15)  # the extra noise

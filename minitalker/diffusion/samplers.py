@@ -124,7 +124,7 @@ def ddpm_sample(
     x_T: torch.Tensor | Sequence[int],
     *,
     steps: int | None = None,
-    spacing: str = "leading",
+    spacing: str | None = None,
     variance: str = "fixed_small",
     clip_sample: bool | None = None,
     generator: torch.Generator | None = None,
@@ -138,16 +138,18 @@ def ddpm_sample(
     (``beta_t``), the two choices of DDPM section 3.2. No noise is added on the step that lands on the
     clean sample (``z = 0`` for the last step).
 
-    ``steps=None`` runs all ``T`` steps; fewer steps use ``sampling_timesteps(..., spacing)`` and the
-    same formulas across each jump (as diffusers' ``DDPMScheduler`` does; diffusers would still add
-    noise on a last step that starts above ``t = 0``, e.g. "trailing", which we do not).
+    ``steps=None`` runs all ``T`` steps. Fewer steps visit ``sampling_timesteps(T, steps, spacing)``
+    (``spacing=None``: the config's ``timestep_spacing``) with the same formulas across each jump, as
+    diffusers' ``DDPMScheduler`` does. One difference: when the last visited step is above 0 ("trailing"),
+    diffusers still adds noise on it (~1e-10 for fixed_small, ``sqrt(beta)`` of the jump for fixed_large).
     ``clip_sample=None`` takes the schedule's config. With ``return_intermediates`` returns
     ``(sample, Trajectory)``.
     """
     if variance not in ("fixed_small", "fixed_large"):
         raise ValueError(f"variance must be 'fixed_small' or 'fixed_large'; got {variance!r}")
-    T = schedule.num_train_timesteps
-    timesteps = list(range(T - 1, -1, -1)) if steps is None else sampling_timesteps(T, steps, spacing, schedule.config.steps_offset)
+    T, cfg = schedule.num_train_timesteps, schedule.config
+    spacing = cfg.timestep_spacing if spacing is None else spacing
+    timesteps = list(range(T - 1, -1, -1)) if steps is None else sampling_timesteps(T, steps, spacing, cfg.steps_offset)
 
     def step(x, x0, eps, t, t_prev):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
