@@ -34,10 +34,10 @@ class UNetConfig(PresetConfig):
     in_channels: int = 3  # the noisy target x_t
     cond_channels: int = 6  # images concatenated to x_t: reference frame (3) + masked target (3)
     out_channels: int = 3  # the prediction (eps, x0 or v: the diffusion schedule decides)
-    widths: tuple[int, ...] = (32, 64, 128)  # channels per level
+    widths: tuple[int, ...] = (32, 64, 128, 128)  # channels per level
     blocks_per_level: int = 1  # ResBlocks per level going down (one more going up)
-    cross_attn_levels: tuple[int, ...] = (1, 2)  # levels whose blocks cross-attend to the landmark tokens
-    self_attn_levels: tuple[int, ...] = (2,)  # levels that also self-attend over positions
+    cross_attn_levels: tuple[int, ...] = (2, 3)  # levels whose blocks cross-attend to the landmark tokens
+    self_attn_levels: tuple[int, ...] = (3,)  # levels that also self-attend over positions
     token_dim: int = 128  # landmark token width D
     heads: int = 4
     norm_groups: int = 32  # GroupNorm groups: must divide every width
@@ -57,7 +57,7 @@ class UNetConfig(PresetConfig):
 
     @classmethod
     def fast(cls) -> "UNetConfig":
-        """Lean, CPU-trainable: 64x64, widths 32/64/128, cross-attention at 32x32 and 16x16."""
+        """Lean, CPU-trainable: 64x64, widths 32/64/128/128, one block, cross-attention at 16x16 and 8x8."""
         return cls()
 
     @classmethod
