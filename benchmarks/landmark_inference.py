@@ -8,7 +8,9 @@ Two numbers for a few audio lengths, best of ``--repeats`` runs each:
 The input is noise-like speech-band audio: speed does not depend on what is said. Uses the shipped
 fast checkpoint when present, otherwise a fresh model of the same configuration.
 Writes ``benchmarks/results/landmark_inference.json`` and prints a table.
-Usage: ``python benchmarks/landmark_inference.py [--preset fast|full] [--threads N]``
+Each is measured with 1 and with all torch threads (on a busy machine, one thread is often faster:
+threads that wait for a core spin instead of working). Load average is recorded with the result.
+Usage: ``python benchmarks/landmark_inference.py [--preset fast|full] [--threads 1 2]``
 """
 
 from __future__ import annotations
@@ -44,19 +46,19 @@ def best_time(fn, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="fast", choices=("fast", "full"))
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, torch.get_num_threads()}))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     shipped = args.preset == "fast" and SHIPPED.with_suffix(".json").exists()
     model = load_landmark_model() if shipped else LandmarkCompletionTransformer(LandmarkTransformerConfig.preset(args.preset)).eval()
     rng = np.random.default_rng(0)
     reference = rng.normal(0, 0.3, (68, 2)).astype(np.float32) * 60 + 100
     reference[36], reference[45] = (70, 100), (130, 100)
-    result = {"preset": args.preset, "weights": "shipped" if shipped else "random init", "threads": args.threads,
-              "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+    result = {"preset": args.preset, "weights": "shipped" if shipped else "random init", "cpu_count": os.cpu_count(),
+              "load_average_1min": os.getloadavg()[0], "machine": platform.processor() or platform.machine(),
               "torch": torch.__version__, "parameters": sum(p.numel() for p in model.parameters()), "runs": []}
-    for seconds in (2, 10, 60):
+    for threads, seconds in [(t, s) for t in args.threads for s in (2, 10, 60)]:
+        torch.set_num_threads(threads)
         wav = (rng.normal(0, 0.1, seconds * 16000) * np.sin(np.arange(seconds * 16000) / 800) ** 2).astype(np.float32)
         mel = audio_features(wav)
         ref_n = reference / 60.0
@@ -64,17 +66,17 @@ def main() -> None:
             t_model = best_time(lambda: model.predict_sequence(mel, ref_n), args.repeats)
             t_all = best_time(lambda: predict_landmarks(model, wav, reference), args.repeats)
         frames = len(mel)
-        result["runs"].append({"audio_s": seconds, "frames": frames,
+        result["runs"].append({"threads": threads, "audio_s": seconds, "frames": frames,
                                "model_fps": frames / t_model, "end_to_end_fps": frames / t_all,
                                "model_x_realtime": frames / t_model / FPS, "end_to_end_x_realtime": frames / t_all / FPS})
     RESULTS.mkdir(exist_ok=True)
     write_json(RESULTS / "landmark_inference.json", result)
-    print(f"agent 1 ({args.preset}, {result['parameters']:,} parameters, {result['weights']}), "
-          f"{args.threads} threads on {os.cpu_count()} cores")
-    print("| audio | frames | model frames/s | × real time | end-to-end frames/s | × real time |")
-    print("|---|---|---|---|---|---|")
+    print(f"agent 1 ({args.preset}, {result['parameters']:,} parameters, {result['weights']}), {os.cpu_count()} cores, "
+          f"load average {result['load_average_1min']:.1f}")
+    print("| threads | audio | frames | model frames/s | × real time | end-to-end frames/s | × real time |")
+    print("|---|---|---|---|---|---|---|")
     for r in result["runs"]:
-        print(f"| {r['audio_s']} s | {r['frames']} | {r['model_fps']:.0f} | {r['model_x_realtime']:.0f}× "
+        print(f"| {r['threads']} | {r['audio_s']} s | {r['frames']} | {r['model_fps']:.0f} | {r['model_x_realtime']:.0f}× "
               f"| {r['end_to_end_fps']:.0f} | {r['end_to_end_x_realtime']:.0f}× |")
 
 

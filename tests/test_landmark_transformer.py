@@ -127,3 +127,22 @@ def test_checkpoint_with_another_config_is_refused(tmp_path):
         model_from_checkpoint(tmp_path / "unet")
     with pytest.raises(FileNotFoundError, match="train one"):
         model_from_checkpoint(tmp_path / "missing")
+
+
+def test_linear_path_starts_as_the_given_linear_model():
+    """init_linear(w, mx, my): with the transformer's head silenced, the model is y = (x - mx) w + my."""
+    torch.manual_seed(0)
+    model = LandmarkCompletionTransformer(CFG).eval()
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 1e-3, (20 * 80, 62)).astype(np.float32)
+    mx, my = rng.normal(-8, 1, 20 * 80).astype(np.float32), rng.normal(0, 0.01, 62).astype(np.float32)
+    model.init_linear(w, mx, my)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    mel, ref = inputs()
+    out = model(mel, ref).detach().numpy()
+    expect = ((mel.numpy().reshape(2, 8, -1) - mx) @ w + my).reshape(2, 8, 31, 2) + ref.numpy()[:, None, HIDDEN]
+    np.testing.assert_allclose(out[:, :, HIDDEN], expect, atol=1e-5)
+    with pytest.raises(ValueError, match="no linear path"):
+        LandmarkCompletionTransformer(dataclasses.replace(CFG, linear_path=False)).init_linear(w, mx, my)

@@ -12,7 +12,8 @@ from minitalker.nn.landmark_transformer import LandmarkTransformerConfig, load_l
 from minitalker.train.landmarks import (LandmarkTrainConfig, baselines, evaluate_landmarks, format_results,
                                         predict_model, score, splits, train_landmarks)
 
-TINY_MODEL = dataclasses.replace(LandmarkTransformerConfig.fast(), d_model=32, n_layers=2, clip_frames=8)
+TINY_MODEL = dataclasses.replace(LandmarkTransformerConfig.fast(), d_model=32, n_layers=2, clip_frames=8,
+                                 linear_path=False)  # no ridge start: the transformer alone must learn
 TINY_TRAIN = dataclasses.replace(LandmarkTrainConfig.fast(), steps=80, batch_size=8, warmup_steps=10, lr=3e-3,
                                  eval_every=20, ckpt_every=40)
 
@@ -59,7 +60,11 @@ def test_evaluation_reports_baselines_and_phoneme_classes(tiny_corpus, tiny_run)
 
 
 def test_silence_keeps_the_mouth_closed():
-    """Digital silence and faint noise: the mouth stays at rest (the reference's closed mouth)."""
+    """Digital silence and faint noise (-100 dBFS): the mouth stays at rest (the reference's closed mouth).
+
+    For scale: during speech the model's mouth error is about 0.010 and the mouth opens by up to 0.1.
+    (Steady noise louder than the front end's -80 dBFS silence gate is normalised up like speech.)
+    """
     from minitalker.data.faces import load_face
 
     model = load_landmark_model()
@@ -68,12 +73,16 @@ def test_silence_keeps_the_mouth_closed():
     for wav in (np.zeros(32000, np.float32), noise):
         pred = predict_landmarks(model, wav, ref)
         assert pred.shape == (50, 68, 2)
-        assert np.abs(scheme.mouth_opening(pred) - scheme.mouth_opening(ref)).max() < 0.03
-        assert scheme.mouth_error(pred, np.broadcast_to(ref, pred.shape)).mean() < 0.05
+        assert np.abs(scheme.mouth_opening(pred) - scheme.mouth_opening(ref)).max() < 0.02
+        assert scheme.mouth_error(pred, np.broadcast_to(ref, pred.shape)).mean() < 0.015
 
 
 def test_real_speech_moves_the_mouth_with_the_voice():
-    """CMU ARCTIC (a real human voice, pysptk's sample): the mouth opens when there is sound."""
+    """CMU ARCTIC (a real human voice, pysptk's sample): the mouth opens when there is sound.
+
+    Measured with the shipped checkpoint: r = 0.71 and 0.037 more opening in loud frames (for
+    comparison, the corpus's own true landmarks have r of about 0.30 per clip with their espeak audio).
+    """
     pysptk = pytest.importorskip("pysptk")
     from minitalker.data.faces import load_face
 
