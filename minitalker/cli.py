@@ -124,6 +124,7 @@ def _generate(args) -> None:
 
 
 def _train_landmarks(args) -> None:
+    import os
     import shlex
     import sys
 
@@ -132,7 +133,9 @@ def _train_landmarks(args) -> None:
     run = train_landmarks(args.preset, args.out, resume=args.resume)
     print("trained:", run)
     if args.export:
-        info = export_landmark_model(run, args.export, command=shlex.join(["minitalker", *sys.argv[1:]]))
+        threads = os.environ.get("OMP_NUM_THREADS")  # part of how it was made: it changes the timing
+        command = (f"OMP_NUM_THREADS={threads} " if threads else "") + shlex.join(["minitalker", *sys.argv[1:]])
+        info = export_landmark_model(run, args.export, command=command)
         print(format_results(info["test_results"]))
         print("exported:", args.export)
 

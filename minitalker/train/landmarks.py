@@ -85,7 +85,7 @@ def score(preds: list[np.ndarray], data: LandmarkClips) -> dict:
     err = np.concatenate([scheme.mouth_error(p, t) for p, t in zip(preds, data.target)])  # (ΣT,)
     op_pred = np.concatenate([scheme.mouth_opening(p) for p in preds])
     op_true = np.concatenate([scheme.mouth_opening(t) for t in data.target])
-    corr = float(np.corrcoef(op_pred, op_true)[0, 1]) if op_pred.std() > 1e-8 else float("nan")
+    corr = float(np.corrcoef(op_pred, op_true)[0, 1]) if op_pred.std() > 1e-8 else None  # None: a constant
     labels = np.array([phoneme_class(p) if p and base_phoneme(p) != "_" else "silence"  # pauses and gaps
                        for i in range(len(data)) for p in data.phonemes(i)])
     per_class = {c: float(err[labels == c].mean()) for c in CLASSES if (labels == c).any()}
@@ -183,7 +183,8 @@ def format_results(results: dict) -> str:
     sets = [k for k in ("test_sentences", "test_identity") if k in results]
     for name in sets:
         for method, s in results[name].items():
-            lines.append(f"| {name} | {method} | {s['mouth_error']:.4f} | {s['opening_corr']:.3f} |")
+            corr = "—" if s["opening_corr"] is None else f"{s['opening_corr']:.3f}"
+            lines.append(f"| {name} | {method} | {s['mouth_error']:.4f} | {corr} |")
     lines.append("")
     for name, gain in results["improvement"].items():
         lines.append(f"{name}: the model's error is {100 * gain:.1f}% lower than the best baseline's"
