@@ -105,7 +105,7 @@ class TalkingFacePipeline:
             raise ValueError("give exactly one of photo= (any image with a face) or reference=(crop, landmarks)")
         ref, ref_lm = reference if reference is not None else self.prepare_face(photo)
         lm = predict_landmarks(self.landmark_model, wav, ref_lm)  # (T, 68, 2) crop pixels
-        lm = smooth_landmarks(lm, smooth) if smooth > 0 else lm
+        lm = smooth_landmarks(lm, smooth)  # sigma 0 leaves them as they are
         frames = generate_frames(self.unet, self.schedule, ref, ref_lm, lm, self.agent_cfg, steps=steps,
                                  guidance=guidance, seed=seed, batch_size=batch_size, progress=progress)
         return TalkingFace(frames, lm, ref, ref_lm, wav)

@@ -113,17 +113,21 @@ def make_eval_fn(bank: FrameBank, schedule: NoiseSchedule, cfg: FaceAgentConfig,
     idx = np.linspace(0, len(bank) - 1, n).round().astype(int)
     truth = to_tensor(bank.frames[idx])  # (n, 3, S, S)
     box = mouth_box_mask(bank.landmarks[idx], bank.size).bool().expand_as(truth)
+    mse = lambda a: float(((a - truth)[box] ** 2).mean())  # noqa: E731
+    speakers = {key: [j for j, i in enumerate(idx) if bank.appearance[i] == key]  # rows of each speaker
+                for key in dict.fromkeys(bank.appearance[i] for i in idx)}
+    refs = torch.empty_like(truth)
+    for key, rows in speakers.items():
+        refs[rows] = to_tensor(bank.references[key][0])
+    copy_mse = mse(refs)  # the baseline does not change during training: computed once
 
     def eval_fn(unet) -> dict[str, float]:
-        gen, refs = torch.empty_like(truth), torch.empty_like(truth)
-        for key in dict.fromkeys(bank.appearance[i] for i in idx):  # one batch per speaker, with its reference
-            rows = [j for j, i in enumerate(idx) if bank.appearance[i] == key]
+        gen = torch.empty_like(truth)
+        for key, rows in speakers.items():  # one batch per speaker, with its own reference
             ref_frame, ref_lm = bank.references[key]
             gen[rows] = to_tensor(generate_frames(unet, schedule, ref_frame, ref_lm, bank.landmarks[idx[rows]], cfg,
                                                   steps=steps, guidance=1.0, progress=False))
-            refs[rows] = to_tensor(ref_frame)
-        mse = lambda a: float(((a - truth)[box] ** 2).mean())  # noqa: E731
-        return {"val_mouth_mse": mse(gen), "val_mouth_mse_copy_reference": mse(refs)}
+        return {"val_mouth_mse": mse(gen), "val_mouth_mse_copy_reference": copy_mse}
 
     return eval_fn
 
