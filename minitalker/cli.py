@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", choices=("fast", "full"), help="corpus preset (default: $MINITALKER_PRESET)")
     p.add_argument("--clips", type=int, default=4, help="held-out clips per group")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    p.add_argument("--ddpm-frames", type=int, default=8, help="frames also sampled by 1000-step DDPM (slow on CPU)")
     p.add_argument("--json", help="also write the results as JSON here")
     p.set_defaults(func=_evaluate_faces)
     # Each room adds its leaves below: p = data_cmds.add_parser(...); p.set_defaults(func=...),
@@ -162,7 +163,8 @@ def _evaluate_faces(args) -> None:
     from minitalker.io import write_json
     from minitalker.train.faces import evaluate_faces, format_face_results
 
-    results = evaluate_faces(args.checkpoint, args.corpus, clips_per_group=args.clips, steps=args.steps)
+    results = evaluate_faces(args.checkpoint, args.corpus, clips_per_group=args.clips, steps=args.steps,
+                             ddpm_frames=args.ddpm_frames)
     print(format_face_results(results))
     if args.json:
         write_json(args.json, results)

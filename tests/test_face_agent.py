@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from minitalker.face_agent import (FaceAgentConfig, generate_frames, landmark_tokens_input, lower_face_mask,
                                    mouth_box_mask, to_tensor, to_uint8)
@@ -112,10 +113,36 @@ def test_export_is_fp16_and_loads_back(tiny_face_run, tmp_path):
     tensors, meta = load_checkpoint(tmp_path / "faces")
     assert all(v.dtype == torch.float16 for v in tensors.values()) and meta["command"] == "test"
     assert info["step"] == meta["step"]
+    assert (tmp_path / "faces.metrics.jsonl").read_text() == (out / "metrics.jsonl").read_text()
     unet, _, _ = load_face_agent(tmp_path / "faces")
     ema = trainer.ema.state_dict()
     for k, v in unet.state_dict().items():
         torch.testing.assert_close(v, ema[k].half().float(), msg=k)
+
+
+def test_evaluation_scores_model_and_copied_reference_in_both_groups(tiny_face_run, tiny_corpus, tmp_path):
+    from minitalker.data.corpus import build_corpus, load_corpus
+    from minitalker.nn.landmark_regressor import LandmarkRegressor, RegressorConfig
+    from minitalker.train.faces import evaluate_faces, format_face_results
+
+    out, _ = tiny_face_run
+    regressor = LandmarkRegressor(RegressorConfig(image_size=32, widths=(8, 16))).eval()  # untrained: shapes only
+    with pytest.raises(ValueError, match="no test clips of a training face"):  # its only test clip: the held-out face
+        evaluate_faces(out / "best", tiny_corpus, regressor=regressor)
+    cfg = tiny_config(clips_per_sentence=2)  # the test sentence spoken by the held-out face and a training face
+    corpus = load_corpus(cfg, build_corpus(cfg, tmp_path / cfg.folder_name(), progress=False, workers=1),
+                         build_if_missing=False)
+    results = evaluate_faces(out / "best", corpus, clips_per_group=1, steps=2, ddpm_frames=1, regressor=regressor)
+    for group in ("test_sentences", "heldout_identity"):
+        model, copy = results[group]["model"], results[group]["copy_reference"]
+        assert {"mouth_psnr", "mouth_ssim", "lmd", "jitter_ratio"} <= model.keys() and model.keys() == copy.keys()
+        assert model["mouth_psnr"] != copy["mouth_psnr"] and np.isfinite(model["lmd"])
+    identity = {c.id: c.identity for c in corpus.split("test")}
+    assert [identity[c] in corpus.heldout for c in results["heldout_identity"]["clips"]] == [True]
+    d = results["ddim_vs_ddpm"]
+    assert d["frames"] == 1 and np.isfinite(d["ddim_2_psnr"]) and np.isfinite(d["ddpm_1000_psnr"])
+    table = format_face_results(results)
+    assert "copy_reference" in table and "DDIM 2 steps vs DDPM 1000 steps" in table
 
 
 def test_resuming_with_another_config_fails(tiny_face_run, tiny_corpus, tmp_path):
@@ -124,6 +151,29 @@ def test_resuming_with_another_config_fails(tiny_face_run, tiny_corpus, tmp_path
     other = dataclasses.replace(tiny_run(), unet=UNetConfig(**{**TINY_UNET, "token_dim": 16}))
     with pytest.raises(ValueError, match="another model_config"):
         train_faces(out=tmp_path / "run", corpus=tiny_corpus, run=other, resume=True)
+
+
+def test_shipped_checkpoint_beats_the_copied_reference_on_held_out_sentences():
+    """The issue's target, on the first two held-out-sentence clips of a freshly built fast corpus:
+    mouth PSNR, mouth SSIM and mouth landmark distance of the shipped weights (DDIM, 10 steps)
+    all better than copying the reference photo."""
+    from minitalker.data.corpus import load_corpus
+    from minitalker.metrics import evaluate_frames
+
+    unet, schedule, agent = load_face_agent()
+    corpus = load_corpus("fast")
+    clips = [c for c in corpus.split("test", frames=True) if c.identity not in corpus.heldout][:2]
+    model, copy = [], []
+    for clip in clips:
+        (ref, ref_lm), truth, lm = clip.reference(), clip.frames[:24], clip.landmarks[:24]
+        gen = generate_frames(unet, schedule, ref, ref_lm, lm, agent, steps=10, progress=False)
+        model.append(evaluate_frames(gen, truth, lm, reference=(ref, ref_lm)))
+        copy.append(evaluate_frames(np.repeat(ref[None], len(truth), 0), truth, lm, reference=(ref, ref_lm)))
+    mean = lambda rows, k: float(np.mean([r[k] for r in rows]))  # noqa: E731
+    scores = {k: (mean(model, k), mean(copy, k)) for k in ("mouth_psnr", "mouth_ssim", "lmd")}
+    assert scores["mouth_psnr"][0] > scores["mouth_psnr"][1], scores
+    assert scores["mouth_ssim"][0] > scores["mouth_ssim"][1], scores
+    assert scores["lmd"][0] < scores["lmd"][1], scores
 
 
 def test_a_new_run_can_start_from_a_checkpoint(tiny_face_run, tiny_corpus, tmp_path):
