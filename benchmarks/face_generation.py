@@ -2,8 +2,9 @@
 video with 10 DDIM steps on 2 CPU cores), and how fast does it train?
 
 * **sampling**: seconds of wall time per second of 25 fps video, for 10 / 25 / 50 DDIM steps
-  (guidance 1, i.e. one UNet pass per step), for clips of 25 / 50 / 100 frames, at 64 px and
-  128 px (the 128 px UNet is the fast architecture at twice the size: what resolution costs);
+  (guidance 1, i.e. one UNet pass per step; one row with the default guidance 1.5, which doubles
+  the passes), for clips of 25 / 50 / 100 frames, at 64 px and 128 px (the 128 px UNet is the
+  fast architecture at twice the size: what resolution costs);
 * **training**: images per second of full training steps (forward, backward, AdamW) at batch 16.
 
 Weights do not change speed: a fresh UNet of the fast face-agent configuration is timed.
@@ -40,13 +41,13 @@ def face_inputs(size: int, frames: int, rng: np.random.Generator):
     return ref, lm, np.repeat(lm[None], frames, 0)
 
 
-def time_sampling(run: FaceRun, size: int, frames: int, steps: int, device: str) -> float:
+def time_sampling(run: FaceRun, size: int, frames: int, steps: int, guidance: float, device: str) -> float:
     unet = LandmarkUNet(dataclasses.replace(run.unet, image_size=size)).to(device).eval()
     ref, ref_lm, lms = face_inputs(size, frames, np.random.default_rng(0))
     schedule = NoiseSchedule(run.diffusion)
     generate_frames(unet, schedule, ref, ref_lm, lms[:2], run.agent, steps=1, guidance=1.0, progress=False)  # warm-up
     t0 = time.perf_counter()
-    generate_frames(unet, schedule, ref, ref_lm, lms, run.agent, steps=steps, guidance=1.0, progress=False)
+    generate_frames(unet, schedule, ref, ref_lm, lms, run.agent, steps=steps, guidance=guidance, progress=False)
     return time.perf_counter() - t0
 
 
@@ -79,12 +80,15 @@ def main() -> None:
            "machine": platform.processor() or platform.machine(), "load_average": os.getloadavg(),
            "unet": run.unet.to_dict(), "sampling": [], "training_images_per_s": time_training(run, args.device)}
     print(f"training: {out['training_images_per_s']:.1f} images/s (batch 16, 64 px)")
-    print(f"{'size':>5} {'frames':>7} {'steps':>6} {'wall s':>8} {'s per video s':>14}")
-    for size, frames, steps in [(64, 25, 10), (64, 25, 25), (64, 25, 50), (64, 50, 10), (64, 100, 10), (128, 25, 10)]:
-        wall = time_sampling(run, size, frames, steps, args.device)
-        row = {"size": size, "frames": frames, "steps": steps, "wall_s": wall, "s_per_video_s": wall / (frames / 25)}
+    print(f"{'size':>5} {'frames':>7} {'steps':>6} {'guidance':>9} {'wall s':>8} {'s per video s':>14}")
+    g = run.agent.guidance_scale
+    for size, frames, steps, guidance in [(64, 25, 10, 1.0), (64, 25, 10, g), (64, 25, 25, 1.0), (64, 25, 50, 1.0),
+                                          (64, 50, 10, 1.0), (64, 100, 10, 1.0), (128, 25, 10, 1.0)]:
+        wall = time_sampling(run, size, frames, steps, guidance, args.device)
+        row = {"size": size, "frames": frames, "steps": steps, "guidance": guidance, "wall_s": wall,
+               "s_per_video_s": wall / (frames / 25)}
         out["sampling"].append(row)
-        print(f"{size:5d} {frames:7d} {steps:6d} {wall:8.2f} {row['s_per_video_s']:14.2f}")
+        print(f"{size:5d} {frames:7d} {steps:6d} {guidance:9.1f} {wall:8.2f} {row['s_per_video_s']:14.2f}")
     RESULTS.mkdir(exist_ok=True)
     write_json(RESULTS / f"face_generation_{args.device}.json", out)
 
