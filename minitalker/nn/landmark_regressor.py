@@ -121,7 +121,7 @@ def load_landmark_regressor(size: int | None = None, path: str | os.PathLike = C
     path = Path(path)
     if not path.with_suffix(".json").exists():
         raise FileNotFoundError(f"no landmark regressor at {path}.json: train it with "
-                                "`python -m minitalker.train.landmark_regressor` (about 10 minutes on one CPU core)")
+                                "`python -m minitalker.train.landmark_regressor` (about 3 minutes on one CPU core)")
     tensors, meta = load_checkpoint(path)
     cfg = RegressorConfig.from_dict(meta["model_config"])
     if size is not None and size != cfg.image_size:
