@@ -53,7 +53,7 @@ class LandmarkTrainConfig(TrainConfig):
 
     @classmethod
     def fast(cls) -> "LandmarkTrainConfig":
-        return cls(steps=900, batch_size=16, lr=2e-3, min_lr=2e-5, warmup_steps=60, log_every=10)
+        return cls(steps=2700, batch_size=16, lr=2e-3, min_lr=2e-5, warmup_steps=60, log_every=10)
 
     @classmethod
     def full(cls) -> "LandmarkTrainConfig":
