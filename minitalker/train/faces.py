@@ -28,9 +28,9 @@ from minitalker.data.corpus import Corpus, load_corpus
 from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
 from minitalker.face_agent import (FaceAgentConfig, condition, generate_frames, landmark_tokens_input,
                                    lower_face_mask, mouth_box_mask, to_tensor)
-from minitalker.io import atomic_path, load_checkpoint, save_checkpoint
+from minitalker.io import load_checkpoint, save_checkpoint
 from minitalker.nn.unet import LandmarkUNet, UNetConfig
-from minitalker.train.loop import Trainer, TrainConfig
+from minitalker.train.loop import Trainer, TrainConfig, ship_training_log
 
 SHIPPED = DATA_DIR / "checkpoints" / "faces_fast"
 
@@ -263,7 +263,7 @@ def format_face_results(results: dict) -> str:
     """A plain-text table of :func:`evaluate_faces` results."""
     cols = ("psnr", "ssim", "mouth_psnr", "mouth_ssim", "lmd", "jitter_ratio")
     lines = [f"{'group':18} {'method':15} " + " ".join(f"{c:>11}" for c in cols)]
-    for group in ("test_sentences", "heldout_identity"):
+    for group in [g for g in ("test_sentences", "heldout_identity") if g in results]:  # a corpus may hold no face out
         for method, m in results[group].items():
             if method != "clips":
                 lines.append(f"{group:18} {method:15} " + " ".join(f"{m.get(c, float('nan')):11.4f}" for c in cols))
@@ -290,8 +290,7 @@ def export_face_model(run: str | Path, dest: str | Path = SHIPPED, command: str 
              "dtype": "float16", "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dest, weights, info)
-    with atomic_path(Path(dest).with_suffix(".metrics.jsonl")) as tmp:  # the training curves, for notebook 05
-        tmp.write_text((Path(run) / "metrics.jsonl").read_text())
+    ship_training_log(run, dest)  # the training curves, for notebook 05
     if evaluate:  # score exactly what we ship (fp16-rounded weights), then record it beside them
         kwargs = evaluate if isinstance(evaluate, dict) else {}
         info["test_results"] = evaluate_faces(dest, corpus=meta["corpus_preset"], **kwargs)

@@ -36,7 +36,7 @@ from ..io import atomic_path, load_checkpoint, save_checkpoint
 from ..landmarks import scheme
 from ..nn.landmark_transformer import (HIDDEN, SHIPPED, LandmarkCompletionTransformer, LandmarkTransformerConfig,
                                        model_from_checkpoint)
-from .loop import Trainer, TrainConfig
+from .loop import Trainer, TrainConfig, ship_training_log
 
 CLASSES = ("bilabial", "open_vowel", "rounded_vowel", "other", "silence")
 
@@ -263,8 +263,7 @@ def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIP
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dest, weights, info)
-    with atomic_path(dest.with_suffix(".metrics.jsonl")) as tmp:  # the training curves, for notebook 02
-        tmp.write_text((Path(run) / "metrics.jsonl").read_text())
+    ship_training_log(run, dest)  # the training curves, for notebook 02
     with atomic_path(dest.with_suffix(".md")) as tmp:
         tmp.write_text(f"# {dest.name}: agent 1, the landmark completion transformer\n\n"
                        f"Made by `{command}` ({info['exported']}): best of {info['step']} steps by validation mouth "

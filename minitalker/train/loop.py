@@ -40,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import PresetConfig, default_device
-from ..io import load_checkpoint, save_checkpoint
+from ..io import atomic_path, load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -70,6 +70,12 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def ship_training_log(run: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Copy a run's ``metrics.jsonl`` to ``<dest>.metrics.jsonl`` (atomically), beside an exported checkpoint."""
+    with atomic_path(Path(dest).with_suffix(".metrics.jsonl")) as tmp:
+        tmp.write_text((Path(run) / "metrics.jsonl").read_text())
 
 
 def sample_seeds(seed: int, step: int, n: int, stream: int = 0) -> list[int]:
