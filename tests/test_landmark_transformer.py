@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from minitalker.io import save_checkpoint
-from minitalker.landmarks import scheme
 from minitalker.nn.landmark_transformer import (HIDDEN, VISIBLE, LandmarkCompletionTransformer,
                                                 LandmarkTransformerConfig, model_from_checkpoint,
                                                 predict_landmarks)

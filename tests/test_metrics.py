@@ -7,7 +7,7 @@ from skimage.metrics import structural_similarity
 
 from minitalker import metrics as M
 from minitalker.landmarks.scheme import MOUTH, mouth_error
-from minitalker.nn.landmark_regressor import LandmarkRegressor, RegressorConfig, load_landmark_regressor
+from minitalker.nn.landmark_regressor import RegressorConfig, load_landmark_regressor
 from minitalker.train.landmark_regressor import Augment, default_train_config, save_regressor, train_landmark_regressor
 
 
