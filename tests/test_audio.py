@@ -94,6 +94,17 @@ def test_log_mel_shape_and_loudness_invariance(speech):
     assert np.abs(padded[: len(mel) - 3] - mel[:-3]).mean() < 1e-3  # silence does not change the gain
 
 
+def test_log_mel_is_librosas_melspectrogram(speech):
+    """Our STFT + cached filterbank is librosa's melspectrogram (power 2), logged at the floor."""
+    import librosa
+
+    cfg = A.AudioConfig()
+    y = A.normalise_loudness(speech, cfg)
+    ref = librosa.feature.melspectrogram(y=y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                         win_length=cfg.win_length, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+    np.testing.assert_allclose(A.log_mel(speech), np.log(np.maximum(ref, cfg.log_floor)).T, atol=1e-5)
+
+
 def test_silence_stays_at_the_floor():
     floor = np.log(A.AudioConfig().log_floor)
     for wav in (np.zeros(SR, np.float32), 1e-7 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)):
