@@ -147,7 +147,7 @@ def _evaluate_landmarks(args) -> None:
     from minitalker.train.landmarks import evaluate_landmarks, format_results
 
     model = load_landmark_model(args.checkpoint)
-    results = evaluate_landmarks(model, args.corpus or model.meta["train_config"]["corpus"])
+    results = evaluate_landmarks(model, args.corpus)  # None: the corpus it was trained on
     print(format_results(results))
     if args.json:
         write_json(args.json, results)

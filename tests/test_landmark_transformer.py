@@ -73,7 +73,12 @@ def test_predict_sequence_any_length_and_cross_fade():
     long = torch.randn(50, 20, 80) * 4 - 7
     out = model.predict_sequence(long.numpy(), ref[0].numpy())  # 50 frames in overlapping clips of 8
     assert out.shape == (50, 68, 2) and np.isfinite(out).all()
+    batched = model.predict_sequence(long.numpy(), ref[0].numpy(), batch=1)
+    np.testing.assert_allclose(batched, out, atol=1e-5)  # batching is only speed
     assert model.predict_sequence(long[:3].numpy(), ref[0].numpy()).shape == (3, 68, 2)
+    # 53 frames: clips start at 0, 7, ..., 42 and one more at 45, which ends at the last frame (no padding)
+    tail = model(long[None, 45:53], ref[:1])[0].detach().numpy()
+    np.testing.assert_allclose(model.predict_sequence(long[:53].numpy(), ref[0].numpy())[50:], tail[5:], atol=1e-5)
 
 
 def test_bad_inputs_are_clear_errors():

@@ -100,13 +100,20 @@ class LandmarkClips:
 
     def sample(self, seed: int, frames: int, augment: MelAugment | None = None) -> tuple[np.ndarray, ...]:
         """One chunk of ``frames`` consecutive frames: a clip (chosen in proportion to its length)
-        and a start, both from ``seed`` → (mel (T, W, 80), reference (68, 2), target (T, 68, 2))."""
+        and a start, both from ``seed`` → (mel (T, W, 80), reference (68, 2), target (T, 68, 2)).
+
+        The start is drawn from ``frames // 4`` positions beyond either end and clamped, so about one
+        chunk in ten starts at a clip's first frame and one in ten ends at its last. (Uniform starts
+        show the first and last frames in one chunk position of ``T - frames + 1``: measured, the
+        last 3 frames of test clips had 50% more error than the rest.)
+        """
         rng = np.random.default_rng(seed)
         starts = np.maximum(self.n_frames - frames + 1, 0)
         if not starts.any():
             raise ValueError(f"every clip is shorter than {frames} frames: use a smaller clip_frames")
         i = rng.choice(len(starts), p=starts / starts.sum())
-        s = rng.integers(starts[i])
+        k = frames // 4
+        s = int(np.clip(rng.integers(-k, starts[i] + k), 0, starts[i] - 1))
         mel, target = self.windows(i)[s:s + frames], self.target[i][s:s + frames]
         if augment is not None:
             if rng.random() < augment.p_pause:  # a pause: no sound, the mouth at rest

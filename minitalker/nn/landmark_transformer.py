@@ -7,28 +7,34 @@ frame of :func:`~minitalker.landmarks.scheme.normalise` (eye corners at (±0.5, 
 
 Tokens, for a clip of T frames (our interpretation; the paper gives no sizes)::
 
+    landmark: the 68 reference points, each a token: visible points as Linear(Fourier(x, y)), the
+              31 hidden ones as a learned [MASK] token; + the point's index embedding  (B, 68, d)
     audio   : each frame's window of W log-mel frames, cut into A = W/p patches of p mel frames
               → Linear(p·80, d)                                        (B, T, A, d)
               fast: p = 4, five 40 ms tokens per frame; full: p = 2, a token per 20 ms. Several
               tokens let attention pick details inside the window (measured on the fast corpus:
               one token per frame, p = W, d = 48, left the model only 3% ahead of ridge; p = 4,
               d = 64 with 3x the steps, 20% ahead)
-    hidden  : the 31 masked points: a learned [MASK] token + the point's index embedding (B, T, 31, d)
-    visible : the 37 visible reference points: Linear(Fourier(x, y)) + index embedding (B, 37, d)
     + modality embeddings (audio / landmark) and a time embedding (frame t of the clip)
 
 Coordinates enter through Fourier features (sin and cos of 2^k π x; Tancik et al. 2020): faces
 differ by a few hundredths of the eye distance, which a plain Linear(2, d) would barely notice.
 
-Each block (pre-norm, like GPT-2) does three things::
+Two stages of pre-norm blocks (like GPT-2)::
 
-    frame attention : inside one frame, audio + hidden tokens attend to each other and to the
-                      visible tokens (keys/values only: visible points pass through unchanged, so
-                      their own outputs would be thrown away; computing them once per clip
-                      instead of once per frame halves the cost)
-    time attention  : each token attends to the same token in the other T frames (clip mode;
-                      factorised space-time attention as in TimeSformer) → smooth motion
-    MLP
+    reference encoder : the 68 landmark tokens attend to each other, once per clip: the [MASK]
+                        tokens of the hidden points learn the face they belong to
+    frame blocks      : per frame, the A audio tokens + the 31 hidden-point tokens (from the
+                        encoder, the same in every frame until audio reaches them)
+        frame attention : inside one frame: audio and hidden points attend to each other
+        time attention  : each token attends to the same token in the other T frames (clip mode;
+                          factorised space-time attention as in TimeSformer) → smooth motion
+        MLP
+
+The visible points never change, so they are encoded once per clip rather than re-attended in
+every frame. (An earlier layout let every frame attend to them in every block: 73 instead of 36
+keys per frame, and a copy of them per frame. Measured on one thread: 41 vs 32 ms for 8 clips of
+16 frames, at the same accuracy: 20% vs 21% below ridge's error, same data and steps.)
 
 A head maps each hidden token to its displacement from the reference's rest position: the
 network never *sees* the hidden points (it cannot copy them; audio must decide the shape), but
@@ -75,7 +81,8 @@ class LandmarkTransformerConfig(PresetConfig):
     clip_frames: int = 16  # frames predicted jointly; 1 = frame mode (no time attention)
     d_model: int = 64
     n_heads: int = 4
-    n_layers: int = 3
+    n_layers: int = 3  # frame blocks (audio + hidden points of each frame, time attention)
+    n_reference_layers: int = 1  # reference encoder blocks (the 68 landmark tokens of the clip)
     mlp_ratio: int = 2
     dropout: float = 0.0
     n_freqs: int = 6  # Fourier features sin/cos(2^k π x), k < n_freqs, of the visible points' coordinates
@@ -93,47 +100,42 @@ class LandmarkTransformerConfig(PresetConfig):
 
 
 class Attention(nn.Module):
-    """Multi-head scaled dot-product attention ``softmax(q kᵀ/√d_h) v``, optionally with extra memory.
-
-    ``memory (B, M, d)`` adds M keys/values shared by groups of ``r = B'/B`` consecutive rows of
-    ``x (B', N, d)`` (here: the visible reference points, shared by the T frames of a clip).
-    """
+    """Multi-head scaled dot-product attention ``softmax(q kᵀ/√d_h) v`` over the tokens of ``x (B, N, d)``."""
 
     def __init__(self, d: int, heads: int, dropout: float):
         super().__init__()
         self.heads, self.dropout = heads, dropout
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
-        Bx, N, d = x.shape
-        q, k, v = self.qkv(x).chunk(3, -1)  # (B', N, d) each
-        if memory is not None:
-            mk, mv = F.linear(memory, self.qkv.weight[d:], self.qkv.bias[d:]).chunk(2, -1)  # (B, M, d)
-            r = Bx // memory.shape[0]
-            k, v = torch.cat([k, mk.repeat_interleave(r, 0)], 1), torch.cat([v, mv.repeat_interleave(r, 0)], 1)
-        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B', h, N|N+M, d_h)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, d = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # each (B, h, N, d_h)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(Bx, N, d))
+        return self.proj(y.transpose(1, 2).reshape(B, N, d))
 
 
 class Block(nn.Module):
-    """Pre-norm block: frame attention (+ time attention in clip mode) + MLP, each residual."""
+    """Pre-norm block (as in GPT-2): attention over the tokens (+ time attention) + MLP, each residual.
 
-    def __init__(self, cfg: LandmarkTransformerConfig):
+    ``x (B, N, d)``: one set of tokens (the reference encoder); ``x (B, T, N, d)``: the tokens of T
+    frames, which attend within their frame and then, with ``time=True``, along time.
+    """
+
+    def __init__(self, cfg: LandmarkTransformerConfig, time: bool = False):
         super().__init__()
         d = cfg.d_model
-        self.ln_frame, self.ln_memory = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.frame_attn = Attention(d, cfg.n_heads, cfg.dropout)
-        self.ln_time = nn.LayerNorm(d) if cfg.clip_frames > 1 else None
-        self.time_attn = Attention(d, cfg.n_heads, cfg.dropout) if cfg.clip_frames > 1 else None
+        self.ln_attn, self.attn = nn.LayerNorm(d), Attention(d, cfg.n_heads, cfg.dropout)
+        self.ln_time = nn.LayerNorm(d) if time else None
+        self.time_attn = Attention(d, cfg.n_heads, cfg.dropout) if time else None
         self.ln_mlp = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d),
                                  nn.Dropout(cfg.dropout))
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        B, T, N, d = x.shape  # x: per-frame tokens; memory (B, M, d): visible reference tokens
-        x = x + self.frame_attn(self.ln_frame(x).flatten(0, 1), self.ln_memory(memory)).view(B, T, N, d)
-        if self.time_attn is not None and T > 1:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x + self.attn(self.ln_attn(x).flatten(0, -3)).view(shape)  # (B·T, N, d): each frame on its own
+        if self.time_attn is not None and x.ndim == 4 and x.shape[1] > 1:
+            B, T, N, d = shape
             h = self.ln_time(x).transpose(1, 2).flatten(0, 1)  # (B·N, T, d): one sequence per token
             x = x + self.time_attn(h).view(B, N, T, d).transpose(1, 2)
         return x + self.mlp(self.ln_mlp(x))
@@ -155,7 +157,8 @@ class LandmarkCompletionTransformer(nn.Module):
         self.point_pos = nn.Parameter(torch.randn(scheme.N_POINTS, d) * 0.02)  # which of the 68 points
         self.modality = nn.Parameter(torch.randn(2, d) * 0.02)  # 0 = audio, 1 = landmark
         self.time_pos = nn.Parameter(torch.randn(cfg.clip_frames, d) * 0.02)  # frame t of the clip
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.encoder = nn.ModuleList(Block(cfg) for _ in range(cfg.n_reference_layers))
+        self.blocks = nn.ModuleList(Block(cfg, time=cfg.clip_frames > 1) for _ in range(cfg.n_layers))
         self.ln_out, self.head = nn.LayerNorm(d), nn.Linear(d, 2)
         self.linear = nn.Linear(cfg.window * cfg.n_mels, 2 * len(HIDDEN)) if cfg.linear_path else None
         with torch.no_grad():
@@ -166,6 +169,22 @@ class LandmarkCompletionTransformer(nn.Module):
         self.register_buffer("hidden", torch.as_tensor(HIDDEN), persistent=False)
         self.register_buffer("visible", torch.as_tensor(VISIBLE), persistent=False)
 
+    def encode_reference(self, reference: torch.Tensor) -> torch.Tensor:
+        """Reference ``(B, 68, 2)`` → the hidden points' tokens ``(B, 31, d)``, which now know the face.
+
+        The 68 tokens: visible points as Linear(Fourier(x, y)), hidden points as the [MASK] token;
+        each + its point embedding + the landmark modality; then the reference encoder's blocks.
+        """
+        B = len(reference)
+        xy = reference[:, self.visible, :, None] * self.freqs  # (B, 37, 2, F)
+        fourier = torch.cat([xy.sin(), xy.cos()], -1).flatten(2)  # (B, 37, 4F)
+        x = self.mask_token.expand(B, scheme.N_POINTS, -1).clone()  # (B, 68, d): [MASK] everywhere ...
+        x[:, self.visible] = self.point_in(fourier)  # ... but where a point is visible
+        x = x + self.point_pos + self.modality[1]
+        for block in self.encoder:
+            x = block(x)
+        return x[:, self.hidden]  # (B, 31, d)
+
     def forward(self, mel: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         self._check(mel, reference)
@@ -174,13 +193,10 @@ class LandmarkCompletionTransformer(nn.Module):
         mel = (mel - cfg.mel_mean) / cfg.mel_std
         audio = self.audio_in(mel.reshape(B, T, A, cfg.mel_patch * M))
         audio = audio + self.audio_pos + self.modality[0]  # (B, T, A, d)
-        hidden = (self.mask_token + self.point_pos[self.hidden] + self.modality[1]).expand(B, T, -1, -1)  # (B, T, 31, d)
+        hidden = self.encode_reference(reference)[:, None].expand(B, T, -1, -1)  # (B, T, 31, d)
         x = torch.cat([audio, hidden], 2) + self.time_pos[:T, None]  # (B, T, A + 31, d)
-        xy = reference[:, self.visible, :, None] * self.freqs  # (B, 37, 2, F)
-        fourier = torch.cat([xy.sin(), xy.cos()], -1).flatten(2)  # (B, 37, 4F)
-        memory = self.point_in(fourier) + self.point_pos[self.visible] + self.modality[1]  # (B, 37, d)
         for block in self.blocks:
-            x = block(x, memory)
+            x = block(x)
         move = self.head(self.ln_out(x[:, :, A:]))  # (B, T, 31, 2) displacement of each hidden point
         if self.linear is not None:  # + a linear read-out of the window (the ridge baseline's form)
             move = move + self.linear(mel.flatten(2) / math.sqrt(W * M)).view(B, T, -1, 2)  # (scaled: Adam
@@ -211,38 +227,50 @@ class LandmarkCompletionTransformer(nn.Module):
             raise ValueError(f"reference must be (B, 68, 2) normalised landmarks; got {tuple(reference.shape)} for B={mel.shape[0]}")
 
     @torch.no_grad()
-    def predict_sequence(self, mel: np.ndarray, reference: np.ndarray, overlap: int | None = None) -> np.ndarray:
+    def predict_sequence(self, mel: np.ndarray, reference: np.ndarray, overlap: int | None = None,
+                         batch: int = 8) -> np.ndarray:
         """Any number of frames: ``mel (T, W, 80)``, normalised ``reference (68, 2)`` → ``(T, 68, 2)``.
 
-        Cuts the sequence into clips of ``clip_frames`` that overlap by ``overlap`` frames (default a
-        quarter), runs them as one batch and cross-fades the overlaps linearly. The tail is padded
-        with silent windows (the log-mel floor), which training clips also contain between words.
+        Cuts the sequence into clips of ``clip_frames`` that overlap by ``overlap`` frames (default an
+        eighth; the last clip is moved back to end at the last frame, like the training chunks that
+        end a clip), runs them in batches of ``batch`` clips and cross-fades the overlaps linearly.
+        Audio shorter than a clip is padded with silent windows (the log-mel floor). Speed, measured:
+        batches of 8 clips ran 15% faster than one batch of all (whose large activations cost page
+        faults), and an overlap of 2 frames in 16 computes 14% fewer frames than one of 4.
         """
         C = self.cfg.clip_frames
-        overlap = C // 4 if overlap is None else overlap
-        stride, T = C - overlap, len(mel)
-        n = max(1, math.ceil((T - overlap) / stride))
-        silent = np.full((n * stride + overlap - T, *mel.shape[1:]), math.log(AudioConfig().log_floor), np.float32)
-        padded = np.concatenate([mel, silent]) if len(silent) else np.asarray(mel, np.float32)
-        clips = np.stack([padded[i * stride:i * stride + C] for i in range(n)])  # (n, C, W, 80)
+        overlap = C // 8 if overlap is None else overlap
+        if not 0 <= overlap < C:
+            raise ValueError(f"overlap={overlap}: give 0 <= overlap < clip_frames={C}")
+        T = len(mel)
+        if T < C:  # shorter than one clip: pad with silent windows
+            silent = np.full((C - T, *mel.shape[1:]), math.log(AudioConfig().log_floor), np.float32)
+            mel = np.concatenate([mel, silent])
+        starts = list(range(0, max(len(mel) - C, 0) + 1, C - overlap))
+        if starts[-1] + C < len(mel):
+            starts.append(len(mel) - C)  # the last clip ends at the last frame (as training chunks do)
+        clips = np.stack([mel[s:s + C] for s in starts]).astype(np.float32)  # (n, C, W, 80)
         device = next(self.parameters()).device
         was_training = self.training
-        self.eval()
-        ref = torch.as_tensor(reference, dtype=torch.float32, device=device)
-        pred = self(torch.as_tensor(clips, device=device), ref.expand(n, -1, -1)).float().cpu().numpy()  # (n, C, 68, 2)
-        self.train(was_training)
+        if was_training:  # (switching modes walks every module: 1 ms, 5% of a 2 s clip)
+            self.eval()
+        ref = torch.as_tensor(reference, dtype=torch.float32, device=device)[None]  # (1, 68, 2)
+        pred = np.concatenate([self(x, ref.expand(len(x), -1, -1)).float().cpu().numpy()
+                               for x in torch.as_tensor(clips, device=device).split(batch)])  # (n, C, 68, 2)
+        if was_training:
+            self.train()
         ramp = np.ones(C, np.float32)  # cross-fade weights: rise over the first overlap, fall over the last
         if overlap:
             ramp[:overlap] = ramp[-overlap:][::-1] = (np.arange(overlap) + 1) / (overlap + 1)
-        out, weight = np.zeros((len(padded), 68, 2), np.float32), np.zeros(len(padded), np.float32)
-        for i in range(n):
+        out, weight = np.zeros((len(mel), 68, 2), np.float32), np.zeros(len(mel), np.float32)
+        for i, s in enumerate(starts):
             w = ramp.copy()
             if i == 0:
                 w[:overlap] = 1
-            if i == n - 1:
+            if i == len(starts) - 1:
                 w[C - overlap:] = 1
-            out[i * stride:i * stride + C] += pred[i] * w[:, None, None]
-            weight[i * stride:i * stride + C] += w
+            out[s:s + C] += pred[i] * w[:, None, None]
+            weight[s:s + C] += w
         return out[:T] / weight[:T, None, None]
 
 
