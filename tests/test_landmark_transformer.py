@@ -126,6 +126,10 @@ def test_checkpoint_with_another_config_is_refused(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     with pytest.raises(ValueError, match=r"another LandmarkTransformerConfig.*d_model"):
         model_from_checkpoint(tmp_path / "ck", config=dataclasses.replace(CFG, d_model=64))
+    old = {k.replace(".attn.", ".frame_attn."): v for k, v in tensors.items()}  # the earlier layout's names
+    save_checkpoint(tmp_path / "old", old, {"model_class": "LandmarkCompletionTransformer", "model_config": CFG.to_dict()})
+    with pytest.raises(ValueError, match="another LandmarkCompletionTransformer layout.*retrain"):
+        model_from_checkpoint(tmp_path / "old")
     save_checkpoint(tmp_path / "unet", tensors, {"model_class": "LandmarkUNet", "model_config": CFG.to_dict()})
     with pytest.raises(ValueError, match="LandmarkUNet"):
         model_from_checkpoint(tmp_path / "unet")

@@ -293,7 +293,13 @@ def model_from_checkpoint(path: str | os.PathLike, config: LandmarkTransformerCo
                          "load it without a config, or train one with yours (`minitalker train landmarks`)")
     prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
     model = LandmarkCompletionTransformer(saved)
-    model.load_state_dict({k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
+    weights = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+    missing, unknown = set(model.state_dict()) - set(weights), set(weights) - set(model.state_dict())
+    if missing or unknown:  # e.g. the earlier layout, which attended to the visible points in every block
+        raise ValueError(f"{path} holds weights of another LandmarkCompletionTransformer layout (missing "
+                         f"{sorted(missing)[:2]}, unknown {sorted(unknown)[:2]}): retrain it with this version "
+                         "(`minitalker train landmarks`)")
+    model.load_state_dict(weights)
     model.meta = meta
     return model.to(device).eval()
 
