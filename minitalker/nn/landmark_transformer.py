@@ -134,7 +134,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x + self.attn(self.ln_attn(x).flatten(0, -3)).view(shape)  # (B·T, N, d): each frame on its own
-        if self.time_attn is not None and x.ndim == 4 and x.shape[1] > 1:
+        if self.time_attn is not None and x.shape[1] > 1:  # (only frame blocks have time attention)
             B, T, N, d = shape
             h = self.ln_time(x).transpose(1, 2).flatten(0, 1)  # (B·N, T, d): one sequence per token
             x = x + self.time_attn(h).view(B, N, T, d).transpose(1, 2)
@@ -246,7 +246,7 @@ class LandmarkCompletionTransformer(nn.Module):
         if T < C:  # shorter than one clip: pad with silent windows
             silent = np.full((C - T, *mel.shape[1:]), math.log(AudioConfig().log_floor), np.float32)
             mel = np.concatenate([mel, silent])
-        starts = list(range(0, max(len(mel) - C, 0) + 1, C - overlap))
+        starts = list(range(0, len(mel) - C + 1, C - overlap))  # len(mel) >= C now
         if starts[-1] + C < len(mel):
             starts.append(len(mel) - C)  # the last clip ends at the last frame (as training chunks do)
         clips = np.stack([mel[s:s + C] for s in starts]).astype(np.float32)  # (n, C, W, 80)
