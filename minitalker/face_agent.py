@@ -3,15 +3,21 @@
 DiffTalker's face network denoises the target frame given a reference image of the speaker; the
 target's 68 landmarks enter through cross-attention. What the paper leaves open, and what we chose:
 
-* **What the UNet sees besides x_t** (``cond``, 6 channels): the reference frame (identity, texture)
-  and a *masked copy of the target*: everything above the nose tip kept, everything below zeroed.
-  The network therefore only has to invent the part that moves when one speaks (mouth, jaw, chin),
-  as inpainting-style talking-face models do (Wav2Lip, and the measurements in shared notes: this
-  trains ~2x faster on CPU and follows the mouth far better than generating the whole face).
-  At inference the target is unknown, but agent 1 keeps every visible (upper-face) landmark of the
-  reference, so the target's upper face *is* the reference's: the masked copy is made from the
-  reference. The head stays still; the mouth and jaw move. A soft band blends the generated lower
-  face into the reference's upper face (:func:`compose`).
+* **Where the network paints** (``mask="face"``): a feathered mask over the jaw and cheeks below the
+  eyes (the hull of jaw points 1-15 and nose point 29, for the target's landmarks *and* the
+  reference's in the target's pose, so a dropping chin is covered). Background, hair, clothes and
+  the upper face come from the reference untouched, so no seam crosses the face and no training
+  colours bleed in; generating only what speech moves is also what makes CPU training feasible
+  (inpainting-style, as Wav2Lip). ``mask="half"`` is the earlier layout: every row below the nose tip.
+* **What the UNet sees besides x_t** (``cond``): the reference frame (identity, teeth, lighting), a
+  *masked copy of the target* (at inference: of the reference, since agent 1 keeps every upper-face
+  landmark), and (``warp=True``) **the reference warped to the target landmarks** (piecewise-affine
+  over a triangulation of the 68 points, the head points and the crop border, exactly the corpus
+  renderer's warp, :func:`warp_reference`). The warp puts the photo's own skin and lips where the
+  target wants them, pixel-aligned, so texture is transported rather than memorised (IP_LAP's
+  alignment idea); the network must still paint what no photo holds, the inside of the mouth, and
+  clean the warp's stretch. ``sketch=True`` adds the target landmarks drawn as lines (1 channel):
+  the second route for geometry, for the ablation against cross-attention alone.
 * **Landmark tokens**: crop pixels mapped to [-1, 1] of the crop (``x / (S - 1) * 2 - 1``), so a
   token's position is where it is in the image the UNet draws.
 * **Loss**: v-prediction MSE with min-SNR weighting, and ``mouth_weight`` extra weight on the
@@ -30,23 +36,38 @@ import torch
 from minitalker.config import PresetConfig
 from minitalker.diffusion.samplers import ddim_sample, ddpm_sample, guided
 from minitalker.diffusion.schedule import NoiseSchedule
-from minitalker.landmarks.scheme import check_landmarks
+from minitalker.landmarks.draw import rasterise
+from minitalker.landmarks.scheme import check_landmarks, denormalise, normalise
 from minitalker.nn.unet import LandmarkUNet
 
-NOSE_TIP = 30  # rows below this landmark's y are masked (the part of the face that speech moves)
+NOSE_TIP = 30  # mask="half": rows below this landmark's y are masked
+FACE_HULL = [*range(1, 16), 29]  # mask="face": jaw from below the ears round the chin, closed over the nose
 
 
 @dataclass
 class FaceAgentConfig(PresetConfig):
     """How frames are posed to the UNet and weighted in the loss (sizes live in ``UNetConfig``)."""
 
-    mask_margin: float = 0.02  # the mask starts this fraction of the crop *above* the nose tip
-    blend: float = 0.04  # soft band (fraction of the crop) where generated and reference halves meet
+    mask: str = "face"  # "face": feathered jaw/cheek hull; "half": every row below the nose tip (earlier layout)
+    mask_margin: float = 0.02  # mask="half": the cut lies this fraction of the crop above the nose tip
+    blend: float = 0.04  # width (fraction of the crop) of the feather where generated and reference pixels meet
+    warp: bool = True  # give the UNet the reference warped to the target landmarks (3 more channels)
+    sketch: bool = False  # give the UNet the target landmarks drawn as lines (1 more channel)
     mouth_weight: float = 3.0  # extra loss weight inside the mouth box (0 = plain MSE)
     p_uncond: float = 0.1  # landmark dropout for classifier-free guidance
     p_neutral_reference: float = 0.5  # reference = the neutral photo (else another frame of the speaker)
     colour_jitter: float = 0.1  # per-sample gain per channel, same for target and reference
+    hue_jitter: float = 0.0  # per-sample hue rotation (radians, uniform ±), same for target and reference
     guidance_scale: float = 1.5  # default at sampling time (1 = no guidance)
+
+    def __post_init__(self):
+        if self.mask not in ("face", "half"):
+            raise ValueError(f"mask must be 'face' or 'half'; got {self.mask!r}")
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of ``cond``: reference (3) + masked copy (3) [+ warped reference (3)] [+ sketch (1)]."""
+        return 6 + 3 * self.warp + self.sketch
 
 
 def to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
@@ -70,7 +91,7 @@ def landmark_tokens_input(landmarks: np.ndarray | torch.Tensor, size: int, devic
 
 
 def lower_face_mask(landmarks: np.ndarray, size: int, cfg: FaceAgentConfig, soft: bool = False) -> torch.Tensor:
-    """1 below the nose tip (minus a margin), 0 above: ``(B, 1, S, S)`` float.
+    """mask="half": 1 below the nose tip (minus a margin), 0 above: ``(B, 1, S, S)`` float.
 
     With ``soft`` the step becomes a linear ramp ``cfg.blend * S`` rows tall, centred on the cut.
     """
@@ -85,6 +106,64 @@ def lower_face_mask(landmarks: np.ndarray, size: int, cfg: FaceAgentConfig, soft
     return m[:, None, :, None].expand(-1, 1, size, size).contiguous()  # (B, 1, S, S)
 
 
+def face_region(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """The polygon of :data:`FACE_HULL` filled at pixel centres: ``(B, 68, 2)`` → ``(B, S, S)`` bool."""
+    from skimage.draw import polygon
+
+    lm = check_landmarks(np.asarray(landmarks)).reshape(-1, 68, 2)
+    out = np.zeros((len(lm), size, size), bool)
+    for b, pts in enumerate(lm[:, FACE_HULL]):
+        rr, cc = polygon(pts[:, 1], pts[:, 0], (size, size))
+        out[b, rr, cc] = True
+    return out
+
+
+def face_masks(landmarks: np.ndarray, ref_landmarks: np.ndarray, size: int,
+               cfg: FaceAgentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the UNet paints: ``(hard, soft)``, each ``(B, 1, S, S)`` float, for target landmarks ``(B, 68, 2)``.
+
+    mask="face": ``R`` = the :data:`FACE_HULL` polygon of the target ∪ that of the reference moved to
+    the target's pose (similarity on the eye corners), so both the open and the closed chin are inside.
+    ``soft = min(1, 2 G_σ * R)`` with ``σ = blend S / 2``: 1 on ``R``, falling to 0 within ~2σ outside;
+    ``hard = soft > 0`` is what the condition hides (a superset of where generated pixels are kept).
+    mask="half": :func:`lower_face_mask` of the target.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    lm = check_landmarks(np.asarray(landmarks)).reshape(-1, 68, 2)
+    if cfg.mask == "half":
+        return lower_face_mask(lm, size, cfg), lower_face_mask(lm, size, cfg, soft=True)
+    ref = check_landmarks(np.asarray(ref_landmarks)).reshape(-1, 68, 2)
+    ref_c, _ = normalise(ref)
+    _, pose = normalise(lm)
+    region = face_region(lm, size) | face_region(denormalise(np.broadcast_to(ref_c, lm.shape), pose), size)
+    sigma = max(cfg.blend * size / 2, 0.5)
+    soft = np.clip(2 * gaussian_filter(region.astype(np.float32), (0, sigma, sigma), truncate=3.0), 0, 1)
+    soft = torch.from_numpy(soft)[:, None]  # (B, 1, S, S)
+    return (soft > 0).float(), soft
+
+
+def warp_reference(reference: np.ndarray, ref_landmarks: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The reference crop ``(S, S, 3)`` uint8 warped to each target ``(T, 68, 2)`` → ``(T, S, S, 3)`` uint8.
+
+    The corpus renderer's piecewise-affine warp (:func:`minitalker.data.render.render_frames`) with
+    the crop itself as the image (box centre ``(S - 1) / 2``, side ``S``: crop pixel = image pixel)
+    and no painted mouth: where the lips part, the warp stretches the lip line, and the UNet paints.
+    """
+    from minitalker.data.render import render_frames
+
+    size = reference.shape[0]
+    lm = check_landmarks(np.asarray(landmarks)).reshape(-1, 68, 2)
+    box = np.array([(size - 1) / 2, (size - 1) / 2, size])
+    return render_frames(reference, check_landmarks(ref_landmarks), lm, size, box, mouth=False)[0]
+
+
+def sketch(landmarks: np.ndarray, size: int, device=None) -> torch.Tensor:
+    """The target landmarks drawn as anti-aliased lines, in [-1, 1]: ``(B, 68, 2)`` → ``(B, 1, S, S)``."""
+    lines = rasterise(check_landmarks(np.asarray(landmarks)).reshape(-1, 68, 2), size)  # (B, S, S) in [0, 1]
+    return torch.from_numpy(lines)[:, None].to(device) * 2 - 1
+
+
 def mouth_box_mask(landmarks: np.ndarray, size: int, margin: float = 0.05) -> torch.Tensor:
     """1 inside the box around the 20 mouth points (plus ``margin`` of the crop), else 0: ``(B, 1, S, S)``."""
     lm = check_landmarks(np.asarray(landmarks)).reshape(-1, 68, 2)[:, 48:68]
@@ -96,14 +175,29 @@ def mouth_box_mask(landmarks: np.ndarray, size: int, margin: float = 0.05) -> to
     return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
 
 
-def condition(reference: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The UNet's ``cond`` ``(B, 6, S, S)``: the reference and the source with its lower face zeroed."""
-    return torch.cat([reference, source * (1 - mask)], dim=1)
+def condition(reference: torch.Tensor, source: torch.Tensor, mask: torch.Tensor, warped: torch.Tensor | None = None,
+              lines: torch.Tensor | None = None) -> torch.Tensor:
+    """The UNet's ``cond`` ``(B, cond_channels, S, S)``: reference, source with the mask's area zeroed
+    ``source (1 - hard)``, then the warped reference ``(B, 3, S, S)`` and the sketch ``(B, 1, S, S)`` if given."""
+    extra = [x for x in (warped, lines) if x is not None]
+    return torch.cat([reference, source * (1 - mask), *extra], dim=1)
 
 
 def compose(generated: torch.Tensor, reference: torch.Tensor, soft_mask: torch.Tensor) -> torch.Tensor:
     """Generated lower face under the reference's upper face: ``m g + (1 - m) r``."""
     return soft_mask * generated + (1 - soft_mask) * reference
+
+
+def check_warp(ref_landmarks: np.ndarray, landmarks: np.ndarray, size: int) -> None:
+    """Raise ValueError when the warp from the reference to some target folds (a face turned too far)."""
+    from minitalker.data.render import folded_triangles
+
+    box = np.array([(size - 1) / 2, (size - 1) / 2, size])
+    n = folded_triangles(ref_landmarks, landmarks, size, box)  # (T,)
+    if n.any():
+        raise ValueError(f"the warp from the photo to the landmarks folds ({n.max()} triangles turn over in frame "
+                         f"{int(n.argmax())}): the face is turned too far from the camera or the landmarks are "
+                         "tangled; use a photo that faces the camera")
 
 
 @torch.no_grad()
@@ -115,7 +209,8 @@ def generate_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.n
 
     Every frame starts from the *same* noise image x_T (seeded), so with DDIM (deterministic) frames
     differ only where their landmarks differ: the first defence against flicker. Frames go through
-    the UNet in batches of ``batch_size`` (memory stays bounded for long clips).
+    the UNet in batches of ``batch_size`` (memory stays bounded for long clips). Outside the mask
+    (:func:`face_masks`) every frame is the reference, pixel for pixel.
     ``sampler``: "ddim" (``steps`` default from the schedule's config) or "ddpm" (every training step).
     """
     cfg = cfg or FaceAgentConfig()
@@ -127,16 +222,20 @@ def generate_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.n
                          "crop the face to that size first (video.aligned_crops)")
     lm = check_landmarks(landmarks, "landmarks").reshape(-1, 68, 2)
     ref = to_tensor(reference, device)  # (1, 3, S, S)
-    hard = lower_face_mask(ref_landmarks, size, cfg).to(device)  # (1, 1, S, S)
-    soft = lower_face_mask(ref_landmarks, size, cfg, soft=True).to(device)
-    cond_one = condition(ref, ref, hard)  # (1, 6, S, S): the upper face is the reference's
+    if cfg.warp:
+        check_warp(ref_landmarks, lm, size)
     x_T = torch.randn((1, 3, size, size), generator=torch.Generator().manual_seed(seed)).to(device)
     out = []
     for i in range(0, len(lm), batch_size):
-        chunk = landmark_tokens_input(lm[i:i + batch_size], size, device)  # (b, 68, 2)
+        chunk = lm[i:i + batch_size]  # (b, 68, 2)
         b = len(chunk)
+        hard, soft = (m.to(device) for m in face_masks(chunk, ref_landmarks, size, cfg))  # (b, 1, S, S) each
+        refs = ref.expand(b, -1, -1, -1)
+        warped = to_tensor(warp_reference(reference, ref_landmarks, chunk), device) if cfg.warp else None
+        lines = sketch(chunk, size, device) if cfg.sketch else None
         keep, drop = torch.zeros(b, dtype=torch.bool, device=device), torch.ones(b, dtype=torch.bool, device=device)
-        cond = {"cond": cond_one.expand(b, -1, -1, -1), "landmarks": chunk, "drop": keep}
+        cond = {"cond": condition(refs, refs, hard, warped, lines),  # the upper face is the reference's
+                "landmarks": landmark_tokens_input(chunk, size, device), "drop": keep}
         model = guided(unet, cond, cond | {"drop": drop}, guidance)  # null branch: the learned null tokens
         if sampler == "ddim":
             x0 = ddim_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), steps=steps, progress=progress)
@@ -145,5 +244,5 @@ def generate_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.n
                              generator=torch.Generator(device).manual_seed(seed))
         else:
             raise ValueError(f"sampler must be 'ddim' or 'ddpm'; got {sampler!r}")
-        out.append(to_uint8(compose(x0, ref, soft)))
+        out.append(to_uint8(compose(x0, refs, soft)))
     return np.concatenate(out)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from minitalker.face_agent import (FaceAgentConfig, generate_frames, landmark_tokens_input, lower_face_mask,
-                                   mouth_box_mask, to_tensor, to_uint8)
+from minitalker.face_agent import (FaceAgentConfig, face_masks, generate_frames, landmark_tokens_input,
+                                   lower_face_mask, mouth_box_mask, to_tensor, to_uint8)
 from minitalker.io import load_checkpoint
 from minitalker.nn.unet import UNetConfig
 from minitalker.train.faces import (FaceRun, FrameBank, export_face_model, load_face_agent, make_batch_fn,
@@ -57,6 +57,81 @@ def test_masks_follow_the_landmarks():
     assert ys.min() >= np.floor(lm[0, 48:, 1].min()) and xs.max() <= np.ceil(lm[0, 48:, 0].max())
 
 
+def test_face_mask_covers_the_mouth_and_chin_and_leaves_background_and_eyes():
+    from minitalker.data.corpus import reference_face
+
+    _, ref_lm = reference_face("astronaut", 64)
+    open_lm = ref_lm.copy()
+    open_lm[[5, 6, 7, 8, 9, 10, 11, 55, 56, 57, 58, 59, 65, 66, 67], 1] += 6  # jaw drops 6 px
+    hard, soft = face_masks(open_lm[None], ref_lm, 64, FaceAgentConfig())
+    hard, soft = hard[0, 0].numpy(), soft[0, 0].numpy()
+    inside = lambda p: soft[int(round(p[1])), int(round(p[0]))]  # noqa: E731
+    assert inside(open_lm[66]) == 1 and inside(open_lm[8] - [0, 1]) == 1 and inside(ref_lm[8] - [0, 1]) == 1
+    assert inside(ref_lm[37]) == 0 and inside(ref_lm[44]) == 0  # eyes untouched
+    assert soft[0].max() == 0 and soft[:, 0].max() == 0 and soft[:, -1].max() == 0  # crop edges: background
+    assert (hard >= soft).all()  # every pixel that is (partly) painted was hidden from the UNet
+    from scipy.ndimage import distance_transform_edt
+
+    band = (soft > 0) & (soft < 1)
+    assert band.any() and distance_transform_edt(soft < 1)[band].max() <= 3 * 0.04 * 64  # a feather ~blend wide
+
+
+def test_warp_moves_the_photo_to_the_target_landmarks_and_detects_folds():
+    from minitalker.data.corpus import reference_face
+    from minitalker.face_agent import check_warp, warp_reference
+
+    ref, ref_lm = reference_face("astronaut", 64)
+    same = warp_reference(ref, ref_lm, ref_lm[None])[0]
+    assert np.abs(same.astype(int) - ref).mean() < 1.0  # identity warp: the photo itself
+    shifted = ref_lm + [3, 0]
+    moved = warp_reference(ref, ref_lm, shifted[None])[0]
+    # the nose moved 3 px right: the shifted photo matches the warped one there
+    nose = (slice(int(ref_lm[27, 1]), int(ref_lm[33, 1])), slice(int(ref_lm[31, 0]) + 3, int(ref_lm[35, 0]) + 3))
+    assert np.abs(moved[nose].astype(int) - np.roll(ref, 3, axis=1)[nose]).mean() < 4
+    turned = ref_lm.copy()
+    turned[:17, 0] = turned[:17, 0][::-1]  # jaw contour mirrored through the face: the mesh turns over
+    with pytest.raises(ValueError, match="turned too far"):
+        check_warp(ref_lm, turned[None], 64)
+    check_warp(ref_lm, shifted[None], 64)
+
+
+def test_appearance_jitter_keeps_grey_grey_and_is_the_identity_at_zero():
+    from minitalker.train.faces import appearance_jitter
+
+    x = torch.rand(2, 3, 4, 4) * 2 - 1
+    same = appearance_jitter(x, torch.ones(2, 3), torch.zeros(2))
+    torch.testing.assert_close(same, x)
+    grey = torch.full((1, 3, 2, 2), 0.2)
+    torch.testing.assert_close(appearance_jitter(grey, torch.ones(1, 3), torch.tensor([1.0])), grey)
+    hue = appearance_jitter(torch.tensor([0.8, -0.6, -0.6]).view(1, 3, 1, 1), torch.ones(1, 3), torch.tensor([2.094]))
+    assert hue[0, :, 0, 0].argmax() == 1  # a third of a turn takes red to green
+
+
+def test_earlier_layout_checkpoints_load_as_such_and_wrong_checkpoints_are_refused(tiny_corpus, tmp_path):
+    """A checkpoint saved before the mask/warp/grounded fields existed loads as the layout it was trained with."""
+    import json
+
+    from minitalker.config import DATA_DIR
+    from minitalker.train.faces import EARLIER_LAYOUT
+
+    run = tiny_run(steps=1)
+    run = dataclasses.replace(run, unet=dataclasses.replace(run.unet, grounded=False, cond_channels=6),
+                              agent=dataclasses.replace(run.agent, mask="half", warp=False))
+    train_faces(out=tmp_path, corpus=tiny_corpus, run=run, resume=False)
+    meta = json.loads((tmp_path / "best.json").read_text())
+    for part, fields in EARLIER_LAYOUT.items():
+        for key in fields:
+            meta["model_config"][part].pop(key)
+    shutil.copy(tmp_path / "best.safetensors", tmp_path / "old.safetensors")
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    unet, _, agent = load_face_agent(tmp_path / "old")
+    assert (unet.cfg, agent) == (run.unet, run.agent)
+    with pytest.raises(ValueError, match="condition channels"):
+        dataclasses.replace(FaceRun.preset("fast"), agent=FaceAgentConfig(sketch=True))
+    with pytest.raises(ValueError, match="not a face-agent checkpoint"):
+        load_face_agent(DATA_DIR / "checkpoints" / "landmarks_fast")
+
+
 def test_batches_are_a_function_of_the_sample_seeds(tiny_corpus):
     """Same seeds -> same samples, however they are split across calls (DDP ranks, resumed runs)."""
     bank = FrameBank(tiny_corpus, "train")
@@ -101,8 +176,9 @@ def test_generation_is_seeded_and_keeps_the_reference_upper_face(tiny_face_run, 
                         progress=False)
     assert a.shape == (3, 32, 32, 3) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)  # batching does not change results: long clips can go in chunks
-    top = int(lower_face_mask(ref_lm, 32, agent, soft=True)[0, 0, :, 0].nonzero()[0])  # first blended row
-    np.testing.assert_array_equal(a[:, :top], np.repeat(ref[None, :top], 3, 0))
+    outside = face_masks(lm, ref_lm, 32, agent)[1][:, 0].numpy() == 0  # (3, S, S): not painted
+    assert 0.3 < outside.mean() < 0.9
+    np.testing.assert_array_equal(a[outside], np.repeat(ref[None], 3, 0)[outside])  # background etc. untouched
     with pytest.raises(ValueError, match="crop the face"):
         generate_frames(unet, schedule, np.zeros((16, 16, 3), np.uint8), ref_lm, lm, agent, progress=False)
 

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from minitalker.nn.layers import CrossAttention, attention, timestep_embedding
+from minitalker.nn.layers import CrossAttention, SpatialTransformer, attention, cell_centres, timestep_embedding
 from minitalker.nn.tokenizer import LandmarkTokenizer
 from minitalker.nn.unet import LandmarkUNet, UNetConfig, mean_attention
 
@@ -28,7 +28,7 @@ def tiny(**kw) -> LandmarkUNet:
     return LandmarkUNet(UNetConfig(**{**TINY, **kw}))
 
 
-def inputs(B=2, size=32, cond_channels=6, seed=1):
+def inputs(B=2, size=32, cond_channels=9, seed=1):
     g = torch.Generator().manual_seed(seed)
     return dict(x_t=torch.randn(B, 3, size, size, generator=g), t=torch.randint(0, 1000, (B,), generator=g),
                 cond=torch.randn(B, cond_channels, size, size, generator=g),
@@ -202,3 +202,25 @@ def test_bad_inputs(change, match):
 def test_bad_configs(kw, match):
     with pytest.raises(ValueError, match=match):
         tiny(**kw)
+
+
+def test_cell_centres_use_the_landmark_token_convention():
+    from minitalker.face_agent import landmark_tokens_input
+
+    c = cell_centres(4, 4, factor=8)  # a 4x4 level of a 32x32 image
+    assert c.shape == (16, 2)
+    centre = landmark_tokens_input(torch.full((1, 68, 2), 8 + 3.5).numpy(), 32)[0, 0]  # cell (1, 1) covers px 8..15
+    torch.testing.assert_close(c[1 * 4 + 1], centre)
+    torch.testing.assert_close(cell_centres(32, 32, 1)[[0, -1]], torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
+
+
+def test_grounded_queries_let_a_featureless_pixel_find_the_token_at_its_place():
+    """With identical features everywhere, only a grounded query can attend differently by position."""
+    torch.manual_seed(0)
+    flat = torch.zeros(1, 16, 8, 8)  # no image content at all
+    tokens = torch.randn(1, 68, 32)
+    for grounded in (False, True):
+        block = SpatialTransformer(16, 32, heads=2, groups=8, self_attn=False, grounded=grounded)
+        _, probs = block(flat, tokens, return_attention=True, factor=4)  # (1, heads, 8, 8, 68)
+        spread = (probs - probs.mean((2, 3), keepdim=True)).abs().max()
+        assert (spread > 1e-3) == grounded

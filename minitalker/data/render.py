@@ -329,6 +329,28 @@ def render_frames(image: np.ndarray, src_lm: np.ndarray, frame_lms: np.ndarray, 
     return frames, crop_lms
 
 
+def folded_triangles(src_lm: np.ndarray, frame_lms: np.ndarray, size: int, crop_box: np.ndarray | None = None,
+                     min_area: float = 1.0) -> np.ndarray:
+    """How many mesh triangles turn over between ``src_lm (68, 2)`` and each of ``frame_lms (T, 68, 2)`` → ``(T,)``.
+
+    A triangle folds when its signed area changes sign; where that happens the warp maps two places
+    of the photo onto one and tears (a face turned far from the camera, or tangled landmarks).
+    Triangles under ``min_area`` crop pixels² in either face (closed lips, shut eyes) are ignored.
+    """
+    src_lm, frame_lms = check_landmarks(src_lm, "src_lm"), check_landmarks(frame_lms, "frame_lms").reshape(-1, 68, 2)
+    box = face_box(src_lm) if crop_box is None else np.asarray(crop_box, dtype=np.float64)
+    head_c = _head_points(src_lm)
+    tris = _triangles(src_lm, head_c, box, size)  # (N, 3)
+
+    def area(v):  # vertices (T, V, 2) -> signed areas (T, N)
+        a, b, c = (v[:, tris[:, k]] for k in range(3))
+        return ((b - a)[..., 0] * (c - a)[..., 1] - (b - a)[..., 1] * (c - a)[..., 0]) / 2
+
+    a0, a1 = area(_vertices(src_lm[None], head_c, box, size)), area(_vertices(frame_lms, head_c, box, size))
+    big = (np.abs(a0) >= min_area) & (np.abs(a1) >= min_area)
+    return ((np.sign(a0) != np.sign(a1)) & big).sum(1)
+
+
 def render_clip(speech, face, size: int = 64, seed: int = 0) -> RenderedClip:
     """Speech + a face → a :class:`RenderedClip`: phonemes → visemes → landmarks → warped frames.
 

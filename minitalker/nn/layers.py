@@ -6,6 +6,8 @@
   timestep (scale-shift / FiLM, "adaptive group norm" of improved DDPM, Nichol & Dhariwal 2021);
 * :func:`attention`: multi-head scaled dot-product attention, fused (``F.scaled_dot_product_attention``)
   or explicit (when the attention probabilities are wanted for plotting);
+* :func:`fourier_features`: ``[p, sin(2^k π p), cos(2^k π p)]`` of coordinates (Tancik et al. 2020),
+  shared by the landmark tokens and the positions of the image queries;
 * :class:`CrossAttention`, :class:`SelfAttention2d` and :class:`SpatialTransformer`: attention over
   image positions and from image positions to condition tokens, as in Stable Diffusion's
   ``SpatialTransformer`` (Rombach et al. 2022): the slot where our 68 landmark tokens enter.
@@ -37,6 +39,30 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None]  # (B, half)
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, dim)
+
+
+def fourier_features(p: torch.Tensor, n_freqs: int) -> torch.Tensor:
+    """``[p, sin(2^k π p), cos(2^k π p) for k < n_freqs]``: (..., 2) -> (..., 2 + 4 n_freqs).
+
+    An MLP fed raw coordinates learns smooth functions only; sines of growing frequency let it
+    resolve a lip moving by a pixel (the finest period is 2 / 2^(n_freqs - 1) in [-1, 1] units).
+    """
+    freqs = 2.0 ** torch.arange(n_freqs, device=p.device, dtype=p.dtype) * math.pi  # (F,)
+    args = (p[..., None] * freqs).flatten(-2)  # (..., 2F)
+    return torch.cat([p, args.sin(), args.cos()], dim=-1)
+
+
+def cell_centres(h: int, w: int, factor: int, device=None) -> torch.Tensor:
+    """Centres of the cells of an ``h x w`` feature map that is ``factor`` times coarser than its
+    ``(h f) x (w f)`` image, as (x, y) in the landmark tokens' [-1, 1] convention: ``(h*w, 2)``.
+
+    Cell ``j`` covers image pixels ``j f … (j + 1) f - 1``; its centre ``u = j f + (f - 1) / 2`` maps to
+    ``u / (S - 1) * 2 - 1`` like a landmark at pixel ``u`` (:func:`minitalker.face_agent.landmark_tokens_input`).
+    """
+    def axis(n):
+        return (torch.arange(n, device=device, dtype=torch.float32) * factor + (factor - 1) / 2) / (n * factor - 1) * 2 - 1
+    y, x = torch.meshgrid(axis(h), axis(w), indexing="ij")
+    return torch.stack([x, y], -1).reshape(-1, 2)
 
 
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -163,11 +189,18 @@ class SpatialTransformer(nn.Module):
     GroupNorm -> linear in -> [LN -> self-attention]? -> LN -> cross-attention to the tokens ->
     LN -> GEGLU MLP -> linear out (zero-initialised), each sub-layer residual, and the whole block
     residual around the feature map.
+
+    ``grounded`` (our addition): the cross-attention *queries* also carry the Fourier features of
+    their own position (:func:`cell_centres`), in the coordinates the landmark tokens use, so
+    ``q·k`` can measure "is that landmark near me?". Without it a pixel knows its place only through
+    what the convolutions make of the image, and a landmark's position is hard to act on locally.
     """
 
     def __init__(self, channels: int, context_dim: int, heads: int, groups: int = 32,
-                 self_attn: bool = True, dropout: float = 0.0):
+                 self_attn: bool = True, dropout: float = 0.0, grounded: bool = False, n_freqs: int = 6):
         super().__init__()
+        self.n_freqs = n_freqs
+        self.pos = nn.Linear(2 + 4 * n_freqs, channels) if grounded else None
         self.norm = group_norm(channels, groups)
         self.proj_in = nn.Linear(channels, channels)
         self.self_attn = nn.Sequential(nn.LayerNorm(channels), CrossAttention(channels, heads)) if self_attn else None
@@ -175,16 +208,21 @@ class SpatialTransformer(nn.Module):
         self.ff = nn.Sequential(nn.LayerNorm(channels), GEGLU(channels, dropout=dropout))
         self.proj_out = zero_init(nn.Linear(channels, channels))
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, return_attention: bool = False):
-        """x (B, C, H, W), context (B, M, D) -> (B, C, H, W) [, cross-attention maps (B, heads, H, W, M)]."""
+    def forward(self, x: torch.Tensor, context: torch.Tensor, return_attention: bool = False, factor: int = 1):
+        """x (B, C, H, W), context (B, M, D) -> (B, C, H, W) [, cross-attention maps (B, heads, H, W, M)].
+
+        ``factor``: how many image pixels one cell of ``x`` spans (for the grounded queries)."""
         H, W = x.shape[-2:]
         h = self.proj_in(to_tokens(self.norm(x)))  # (B, HW, C)
         if self.self_attn is not None:
             h = h + self.self_attn(h)
+        q = self.norm_cross(h)
+        if self.pos is not None:
+            q = q + self.pos(fourier_features(cell_centres(H, W, factor, x.device), self.n_freqs)).to(q.dtype)  # (HW, C)
         if return_attention:
-            a, probs = self.cross_attn(self.norm_cross(h), context, return_probs=True)  # probs (B, heads, HW, M)
+            a, probs = self.cross_attn(q, context, return_probs=True)  # probs (B, heads, HW, M)
         else:
-            a = self.cross_attn(self.norm_cross(h), context)
+            a = self.cross_attn(q, context)
         h = h + a
         h = h + self.ff(h)
         out = x + to_image(self.proj_out(h), H, W)

@@ -20,12 +20,11 @@ unconditional branch at sampling time).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from ..landmarks.scheme import N_POINTS
+from .layers import fourier_features
 
 
 def check_landmark_tensor(landmarks: torch.Tensor, n_points: int = N_POINTS, name: str = "landmarks") -> None:
@@ -44,16 +43,14 @@ class LandmarkTokenizer(nn.Module):
 
     def __init__(self, dim: int, n_points: int = N_POINTS, n_freqs: int = 6):
         super().__init__()
-        self.n_points = n_points
-        self.register_buffer("freqs", 2.0 ** torch.arange(n_freqs) * math.pi, persistent=False)  # (F,)
+        self.n_points, self.n_freqs = n_points, n_freqs
         self.mlp = nn.Sequential(nn.Linear(2 + 4 * n_freqs, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.point_embed = nn.Parameter(torch.randn(n_points, dim) * 0.02)  # E[i]
         self.null_tokens = nn.Parameter(torch.randn(n_points, dim) * 0.02)  # the CFG null condition
 
     def fourier(self, p: torch.Tensor) -> torch.Tensor:
         """Fourier features ``[p, sin(2^k pi p), cos(2^k pi p)]``: (..., 2) -> (..., 2 + 4F)."""
-        args = (p[..., None] * self.freqs).flatten(-2)  # (..., 2F)
-        return torch.cat([p, args.sin(), args.cos()], dim=-1)
+        return fourier_features(p, self.n_freqs)
 
     def null(self, batch: int) -> torch.Tensor:
         """The null condition for ``batch`` rows: (batch, 68, dim)."""

@@ -32,12 +32,13 @@ from .tokenizer import LandmarkTokenizer
 class UNetConfig(PresetConfig):
     image_size: int = 64  # training crop side; any H, W divisible by 2**(len(widths) - 1) runs
     in_channels: int = 3  # the noisy target x_t
-    cond_channels: int = 6  # images concatenated to x_t: reference frame (3) + masked target (3)
+    cond_channels: int = 9  # images concatenated to x_t: reference (3) + masked target (3) + warped reference (3)
     out_channels: int = 3  # the prediction (eps, x0 or v: the diffusion schedule decides)
     widths: tuple[int, ...] = (32, 64, 128, 128)  # channels per level
     blocks_per_level: int = 1  # ResBlocks per level going down (one more going up)
-    cross_attn_levels: tuple[int, ...] = (2, 3)  # levels whose blocks cross-attend to the landmark tokens
+    cross_attn_levels: tuple[int, ...] = (1, 2, 3)  # levels whose blocks cross-attend to the landmark tokens
     self_attn_levels: tuple[int, ...] = (3,)  # levels that also self-attend over positions
+    grounded: bool = True  # cross-attention queries carry the Fourier features of their position
     token_dim: int = 128  # landmark token width D
     heads: int = 4
     norm_groups: int = 32  # GroupNorm groups: must divide every width
@@ -57,7 +58,8 @@ class UNetConfig(PresetConfig):
 
     @classmethod
     def fast(cls) -> "UNetConfig":
-        """Lean, CPU-trainable: 64x64, widths 32/64/128/128, one block, cross-attention at 16x16 and 8x8."""
+        """Lean, CPU-trainable: 64x64, widths 32/64/128/128, one block, cross-attention at 32x32, 16x16 and 8x8
+        (at 32x32 the mouth spans ~10 cells, so a query can tell which lip is near it)."""
         return cls()
 
     @classmethod
@@ -70,12 +72,13 @@ class UNetConfig(PresetConfig):
 class Block(nn.Module):
     """A ResBlock, then (by level) a SpatialTransformer or a SelfAttention2d, or nothing."""
 
-    def __init__(self, name: str, in_ch: int, out_ch: int, cfg: UNetConfig, cross_attn: bool, self_attn: bool):
+    def __init__(self, name: str, in_ch: int, out_ch: int, cfg: UNetConfig, cross_attn: bool, self_attn: bool,
+                 factor: int = 1):
         super().__init__()
-        self.name, temb_dim, g = name, 4 * cfg.widths[0], cfg.norm_groups
+        self.name, self.factor, temb_dim, g = name, factor, 4 * cfg.widths[0], cfg.norm_groups
         self.res = ResBlock(in_ch, out_ch, temb_dim, g, cfg.dropout)
         if cross_attn:
-            self.attn = SpatialTransformer(out_ch, cfg.token_dim, cfg.heads, g, self_attn, cfg.dropout)
+            self.attn = SpatialTransformer(out_ch, cfg.token_dim, cfg.heads, g, self_attn, cfg.dropout, cfg.grounded)
         else:
             self.attn = SelfAttention2d(out_ch, cfg.heads, g) if self_attn else None
 
@@ -84,8 +87,8 @@ class Block(nn.Module):
         h = self.res(h, temb)
         if isinstance(self.attn, SpatialTransformer):
             if maps is None:
-                return self.attn(h, tokens)
-            h, maps[self.name] = self.attn(h, tokens, return_attention=True)
+                return self.attn(h, tokens, factor=self.factor)
+            h, maps[self.name] = self.attn(h, tokens, return_attention=True, factor=self.factor)
             return h
         return h if self.attn is None else self.attn(h)
 
@@ -127,7 +130,7 @@ class LandmarkUNet(nn.Module):
         for i, w in enumerate(W):
             blocks = []
             for j in range(cfg.blocks_per_level):
-                blocks.append(Block(f"down{i}.{j}", ch, w, cfg, *attn(i)))
+                blocks.append(Block(f"down{i}.{j}", ch, w, cfg, *attn(i), 2 ** i))
                 ch = w
                 skips.append(ch)
             down = nn.Conv2d(ch, ch, 3, stride=2, padding=1) if i < n - 1 else None
@@ -135,13 +138,13 @@ class LandmarkUNet(nn.Module):
                 skips.append(ch)
             self.down.append(Level(blocks, down))
 
-        self.mid = nn.ModuleList([Block("mid", ch, ch, cfg, True, attn(n - 1)[1]), ResBlock(ch, ch, temb_dim, cfg.norm_groups, cfg.dropout)])
+        self.mid = nn.ModuleList([Block("mid", ch, ch, cfg, True, attn(n - 1)[1], 2 ** (n - 1)), ResBlock(ch, ch, temb_dim, cfg.norm_groups, cfg.dropout)])
 
         self.up = nn.ModuleList()
         for i, w in reversed(list(enumerate(W))):
             blocks = []
             for j in range(cfg.blocks_per_level + 1):
-                blocks.append(Block(f"up{i}.{j}", ch + skips.pop(), w, cfg, *attn(i)))
+                blocks.append(Block(f"up{i}.{j}", ch + skips.pop(), w, cfg, *attn(i), 2 ** i))
                 ch = w
             self.up.append(Level(blocks, Upsample(ch) if i > 0 else None))
 

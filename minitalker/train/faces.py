@@ -7,7 +7,9 @@ One training sample (built from a seed, so the data is a pure function of (seed,
 * a **reference** of the same speaker: the neutral photo (``p_neutral_reference``) or a frame of
   another training clip of the same appearance (so the model learns to take identity from *any*
   frame, as at inference, where the reference is whatever photo the user gives);
-* the same random colour gain on both (cheap appearance variety: we have few real faces);
+* the reference warped to the target's landmarks (``warp``) and the target's sketch (``sketch``);
+* the same random colour gain and hue rotation on all images of a sample (appearance variety:
+  we have few real faces, and the model must take colour from the photo, not from memory);
 * noise and a timestep; the loss is the v-prediction MSE with extra weight on the mouth.
 
 ``train_faces()`` is what ``minitalker train faces`` runs; ``python -m torch.distributed.run
@@ -26,8 +28,8 @@ import torch
 from minitalker.config import DATA_DIR, preset_name
 from minitalker.data.corpus import Corpus, load_corpus
 from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
-from minitalker.face_agent import (FaceAgentConfig, condition, generate_frames, landmark_tokens_input,
-                                   lower_face_mask, mouth_box_mask, to_tensor)
+from minitalker.face_agent import (FaceAgentConfig, condition, face_masks, generate_frames, landmark_tokens_input,
+                                   mouth_box_mask, sketch, to_tensor, warp_reference)
 from minitalker.io import load_checkpoint, save_checkpoint
 from minitalker.nn.unet import LandmarkUNet, UNetConfig
 from minitalker.train.loop import Trainer, TrainConfig, ship_training_log
@@ -54,41 +56,80 @@ class FrameBank:
         self.appearance = [keys[i] for i in self.clip_of]
         self.groups = {k: np.flatnonzero([a == k for a in self.appearance]) for k in dict.fromkeys(keys)}
         self.references = {k: corpus.reference(*k) for k in self.groups}  # {appearance: (frame, landmarks)}
+        self._neutral_warps: np.ndarray | None = None
+
+    def neutral_warps(self) -> np.ndarray:
+        """Each frame's neutral reference warped to its landmarks ``(N, S, S, 3)`` (made once, ~1.5 ms a frame)."""
+        if self._neutral_warps is None:
+            self._neutral_warps = np.empty_like(self.frames)
+            for key, idx in self.groups.items():
+                self._neutral_warps[idx] = warp_reference(*self.references[key], self.landmarks[idx])
+        return self._neutral_warps
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+def appearance_jitter(x: torch.Tensor, gain: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """A colour gain per channel and a hue rotation, on images ``(B, 3, H, W)`` in [-1, 1].
+
+    Intensities ``y = x + 1`` in [0, 2] are rotated by ``angle (B,)`` about the grey axis
+    ``k = (1, 1, 1) / √3`` (Rodrigues: ``R = cos θ I + sin θ [k]× + (1 - cos θ) k kᵀ``, which keeps
+    grey grey), then scaled by ``gain (B, 3)``.
+    """
+    k = torch.full((3,), 3 ** -0.5)
+    K = torch.tensor([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])  # [k]x
+    c, s = angle.cos()[:, None, None], angle.sin()[:, None, None]
+    R = c * torch.eye(3) + s * K + (1 - c) * torch.outer(k, k)  # (B, 3, 3)
+    y = torch.einsum("bij,bjhw->bihw", R, x + 1) * gain[:, :, None, None]
+    return (y - 1).clamp(-1, 1)
 
 
 def make_batch_fn(bank: FrameBank, cfg: FaceAgentConfig, n_timesteps: int):
     """``batch_fn(seeds) -> dict`` of tensors for the Trainer (one sample per seed)."""
 
     def batch_fn(seeds: list[int]) -> dict[str, torch.Tensor]:
-        tgt, ref, tgt_lm, gains, noise, t, drop = [], [], [], [], [], [], []
+        rows, ref, ref_lm, warped, gains, angles, noise, t, drop = [], [], [], [], [], [], [], [], []
         for seed in seeds:  # everything random comes from the sample's own seed: DDP-invariant
             rng = np.random.default_rng(seed)
             i = int(rng.integers(len(bank)))
             key = bank.appearance[i]
             others = bank.groups[key][bank.clip_of[bank.groups[key]] != bank.clip_of[i]]
-            if rng.random() < cfg.p_neutral_reference or len(others) == 0:
-                ref.append(bank.references[key][0])
+            neutral = rng.random() < cfg.p_neutral_reference or len(others) == 0
+            if neutral:
+                r, r_lm = bank.references[key]
             else:
-                ref.append(bank.frames[int(rng.choice(others))])
-            tgt.append(bank.frames[i])
-            tgt_lm.append(bank.landmarks[i])
+                j = int(rng.choice(others))
+                r, r_lm = bank.frames[j], bank.landmarks[j]
+            ref.append(r)
+            ref_lm.append(r_lm)
+            if cfg.warp:
+                warped.append(bank.neutral_warps()[i] if neutral else warp_reference(r, r_lm, bank.landmarks[i:i + 1])[0])
+            rows.append(i)
             gains.append(1 + cfg.colour_jitter * rng.uniform(-1, 1, size=3))
+            angles.append(cfg.hue_jitter * rng.uniform(-1, 1))
             noise.append(rng.standard_normal((3, bank.size, bank.size), dtype=np.float32))
             t.append(rng.integers(n_timesteps))
             drop.append(rng.random() < cfg.p_uncond)
-        gain = torch.tensor(np.array(gains), dtype=torch.float32)[:, :, None, None]  # (B, 3, 1, 1)
-        jitter = lambda x: ((x + 1) * gain - 1).clamp(-1, 1)  # noqa: E731  a gain on [0, 2] intensities
-        lm = np.stack(tgt_lm)  # (B, 68, 2) crop px
-        return {"x0": jitter(to_tensor(np.stack(tgt))), "reference": jitter(to_tensor(np.stack(ref))),
-                "landmarks": landmark_tokens_input(lm, bank.size),
-                "mask": lower_face_mask(lm, bank.size, cfg),
-                "weight": 1 + cfg.mouth_weight * mouth_box_mask(lm, bank.size),
-                "noise": torch.from_numpy(np.stack(noise)), "t": torch.tensor(t), "drop": torch.tensor(drop)}
+        gain, angle = torch.tensor(np.array(gains), dtype=torch.float32), torch.tensor(angles, dtype=torch.float32)
+        jitter = lambda x: appearance_jitter(to_tensor(np.stack(x)), gain, angle)  # noqa: E731  same on every image
+        lm = bank.landmarks[rows]  # (B, 68, 2) crop px
+        hard, _ = face_masks(lm, np.stack(ref_lm), bank.size, cfg)
+        batch = {"x0": jitter(bank.frames[rows]), "reference": jitter(ref), "landmarks": landmark_tokens_input(lm, bank.size),
+                 "mask": hard, "weight": 1 + cfg.mouth_weight * mouth_box_mask(lm, bank.size),
+                 "noise": torch.from_numpy(np.stack(noise)), "t": torch.tensor(t), "drop": torch.tensor(drop)}
+        if cfg.warp:
+            batch["warped"] = jitter(warped)
+        if cfg.sketch:
+            batch["sketch"] = sketch(lm, bank.size)
+        return batch
 
     return batch_fn
+
+
+def pose(b: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A training batch's ``cond``: the reference, the target with the mask's area hidden, [warp], [sketch]."""
+    return condition(b["reference"], b["x0"], b["mask"], b.get("warped"), b.get("sketch"))
 
 
 def make_loss_fn(schedule: NoiseSchedule):
@@ -97,7 +138,7 @@ def make_loss_fn(schedule: NoiseSchedule):
     def loss_fn(unet, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         t = b["t"]
         x_t = schedule.q_sample(b["x0"], t, b["noise"])  # (B, 3, S, S)
-        out = unet(x_t, t, condition(b["reference"], b["x0"], b["mask"]), b["landmarks"], drop=b["drop"])
+        out = unet(x_t, t, pose(b), b["landmarks"], drop=b["drop"])
         loss = schedule.diffusion_loss(out, b["x0"], b["noise"], t, schedule.config.min_snr_gamma, b["weight"])
         return {"loss": loss}
 
@@ -151,8 +192,23 @@ class FaceRun:
                                         ema_decay=0.995, eval_every=400, ckpt_every=200, log_every=25)
         return cls(UNetConfig.preset(name), DiffusionConfig.preset(name), FaceAgentConfig.preset(name), train)
 
+    def __post_init__(self):
+        check_channels(self.unet, self.agent)
+
     def model_config(self) -> dict:
         return {"unet": self.unet.to_dict(), "diffusion": self.diffusion.to_dict(), "agent": self.agent.to_dict()}
+
+
+def check_channels(unet: UNetConfig, agent: FaceAgentConfig) -> None:
+    """Raise ValueError unless the UNet takes as many condition channels as the agent's posing makes."""
+    if unet.cond_channels != agent.cond_channels:
+        raise ValueError(f"the UNet takes {unet.cond_channels} condition channels but the agent config makes "
+                         f"{agent.cond_channels} (warp={agent.warp}, sketch={agent.sketch}): set "
+                         f"UNetConfig(cond_channels={agent.cond_channels})")
+
+
+#: What a checkpoint saved before a config field existed was trained with (the earlier layout).
+EARLIER_LAYOUT = {"unet": {"grounded": False}, "agent": {"mask": "half", "warp": False}}
 
 
 def train_faces(preset: str | None = None, out: str | Path | None = None, resume: bool = True,
@@ -193,18 +249,24 @@ def train_faces(preset: str | None = None, out: str | Path | None = None, resume
 def load_face_agent(path: str | Path | None = None, device=None, ema: bool = True):
     """Load a face checkpoint (``best``/``last`` of a run, or the shipped one) → (unet, schedule, agent cfg).
 
-    Tensors are read from safetensors (no unpickling); the configs from the JSON beside them.
+    Tensors are read from safetensors (no unpickling); the configs from the JSON beside them. A
+    checkpoint of the earlier layout (no ``grounded``/``mask``/``warp`` fields) loads as what it is.
     """
     tensors, meta = load_checkpoint(path or SHIPPED, device="cpu")
-    mc = meta["model_config"]
-    unet = LandmarkUNet(UNetConfig.from_dict(mc["unet"]))
+    if "model_config" not in meta or "agent" not in meta["model_config"]:
+        raise ValueError(f"{path or SHIPPED} is not a face-agent checkpoint (no agent config): give one written by "
+                         "`minitalker train faces`")
+    mc = {k: EARLIER_LAYOUT.get(k, {}) | v for k, v in meta["model_config"].items()}
+    unet_cfg, agent = UNetConfig.from_dict(mc["unet"]), FaceAgentConfig.from_dict(mc["agent"])
+    check_channels(unet_cfg, agent)
+    unet = LandmarkUNet(unet_cfg)
     prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
     state = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
     unet.load_state_dict(state)
     unet.eval().requires_grad_(False)
     if device is not None:
         unet.to(device)
-    return unet, NoiseSchedule(DiffusionConfig.from_dict(mc["diffusion"])), FaceAgentConfig.from_dict(mc["agent"])
+    return unet, NoiseSchedule(DiffusionConfig.from_dict(mc["diffusion"])), agent
 
 
 def evaluate_faces(checkpoint: str | Path | None = None, corpus: Corpus | str | None = None, clips_per_group: int = 4,

@@ -1,0 +1,83 @@
+"""Agent 2's levers, one at a time, at the same training budget: what each one buys on real material.
+
+Rows are cumulative, from the earlier layout to the shipped one (issue 11's ablation):
+
+0. ``earlier``: everything below the nose tip regenerated, cross-attention at 16x16 and 8x8 with
+   position-blind queries, reference + masked copy as the image condition;
+1. ``+ face mask``: only the feathered jaw/cheek hull is painted (background, hair, clothes kept);
+2. ``+ grounded attention``: queries carry the Fourier features of their position, and a 32x32 level
+   cross-attends too;
+3. ``+ warped reference``: the photo warped to the target landmarks as 3 more input channels;
+4. ``+ sketch``: the landmarks drawn as lines in one more channel (the second route for geometry);
+5. ``+ appearance jitter``: hue rotation and stronger colour gain on every image of a sample.
+
+Each row trains the fast preset's schedule (same seed, same data, same learning-rate curve) and stops
+after ``--steps`` steps; rows are resumable (``outputs/ablation/<row>``). Each is then scored on the
+synthetic corpus (:func:`minitalker.train.faces.evaluate_faces`) and on real material
+(:func:`minitalker.face_eval.evaluate_faces_real`). Writes ``benchmarks/results/face_ablation.json``
+and prints a table. Usage: ``python benchmarks/face_ablation.py [--steps 300] [--rows 0 1 ...]``; on 2 cores
+``OMP_NUM_THREADS=1`` and two processes with ``--no-eval --rows 0 2 4`` / ``--rows 1 3 5``, then ``--no-train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from minitalker.io import write_json
+from minitalker.train.faces import FaceRun, evaluate_faces, train_faces
+
+RESULTS = Path(__file__).parent / "results" / "face_ablation.json"
+
+
+def rows() -> list[tuple[str, FaceRun]]:
+    """The cumulative configurations, from the earlier layout to all levers."""
+    run = FaceRun.preset("fast")
+    unet, agent = run.unet, run.agent
+    earlier_unet = dataclasses.replace(unet, grounded=False, cross_attn_levels=(2, 3), cond_channels=6)
+    steps = [
+        ("earlier", earlier_unet, dataclasses.replace(agent, mask="half", warp=False, sketch=False, hue_jitter=0.0)),
+        ("+ face mask", earlier_unet, dataclasses.replace(agent, warp=False, sketch=False, hue_jitter=0.0)),
+        ("+ grounded attention", dataclasses.replace(unet, cond_channels=6),
+         dataclasses.replace(agent, warp=False, sketch=False, hue_jitter=0.0)),
+        ("+ warped reference", unet, dataclasses.replace(agent, sketch=False, hue_jitter=0.0)),
+        ("+ sketch", dataclasses.replace(unet, cond_channels=10), dataclasses.replace(agent, sketch=True, hue_jitter=0.0)),
+        ("+ appearance jitter", dataclasses.replace(unet, cond_channels=10),
+         dataclasses.replace(agent, sketch=True, hue_jitter=0.5, colour_jitter=0.2)),
+    ]
+    return [(name, dataclasses.replace(run, unet=u, agent=a)) for name, u, a in steps]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=300, help="training steps per row (of the preset's schedule)")
+    ap.add_argument("--rows", type=int, nargs="*", help="row indices (default: all)")
+    ap.add_argument("--out", default="outputs/ablation", help="run folders")
+    ap.add_argument("--no-train", action="store_true", help="only score rows already trained")
+    ap.add_argument("--no-eval", action="store_true", help="only train (e.g. rows split over processes)")
+    args = ap.parse_args()
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    chosen = [r for k, r in enumerate(rows()) if args.rows is None or k in args.rows]
+    for name, run in chosen:
+        folder = Path(args.out) / name.strip("+ ").replace(" ", "_")
+        if not args.no_train:
+            t0 = time.time()
+            train_faces(out=folder, run=run, stop_at=args.steps)
+            print(f"{name}: trained {args.steps} steps in {time.time() - t0:.0f} s")
+    for name, run in [] if args.no_eval else chosen:
+        from minitalker.face_eval import evaluate_faces_real
+
+        folder = Path(args.out) / name.strip("+ ").replace(" ", "_")
+        synthetic = evaluate_faces(folder / "best", clips_per_group=2, steps=10, ddpm_frames=1)
+        results[name] = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
+                         "synthetic": {g: synthetic[g] for g in ("test_sentences", "heldout_identity")},
+                         "real": evaluate_faces_real(folder / "best", steps=10)}
+        write_json(RESULTS, results)
+        print(name, json.dumps(results[name]["real"], default=str)[:400])
+
+
+if __name__ == "__main__":
+    main()
