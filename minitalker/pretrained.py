@@ -24,8 +24,9 @@ The adapter has the call signature of our own :class:`~minitalker.nn.unet.Landma
 ``DDIMScheduler``, and the two agree to float precision.
 
 Our interpretation where the paper is silent: the token projection is a plain ``Linear``; the
-conditioning is that of our own face UNet (:mod:`minitalker.face_agent`: the reference and the
-target with its lower face masked, no mask channel); latents are the VAE posterior *mean*
+conditioning is the first part of our own face UNet's (:mod:`minitalker.face_agent`: the reference
+and the target with its face mask's area hidden, no mask channel; the warped reference and sketch
+stay our UNet's, so the VAE-encoded condition keeps a fixed ``2c`` channels); latents are the VAE posterior *mean*
 (deterministic; diffusers' training scripts draw a sample, which adds a little noise);
 fine-tuning keeps the checkpoint's own noise schedule and objective (its ``scheduler/``
 subfolder), because that is the denoising task the network learned.
@@ -53,7 +54,7 @@ from .config import PresetConfig, cache_dir
 from .data.faces import load_face
 from .diffusion.samplers import ddim_sample, guided
 from .diffusion.schedule import DiffusionConfig, NoiseSchedule
-from .face_agent import FaceAgentConfig, compose, condition, landmark_tokens_input, lower_face_mask, to_tensor, to_uint8
+from .face_agent import FaceAgentConfig, compose, condition, face_masks, landmark_tokens_input, to_tensor, to_uint8
 from .io import load_checkpoint
 from .nn.tokenizer import LandmarkTokenizer
 from .video import aligned_crops
@@ -405,7 +406,7 @@ def make_loss_fn(schedule: NoiseSchedule):
     """``loss_fn(model, batch) -> {"loss"}`` for our ``Trainer``, on the batches of
     :func:`minitalker.train.faces.make_batch_fn` (the same data as our own face UNet).
 
-    ``batch``: ``x0``, ``reference`` (B, 3, S, S) in [-1, 1], ``mask`` (B, 1, S, S) the lower face,
+    ``batch``: ``x0``, ``reference`` (B, 3, S, S) in [-1, 1], ``mask`` (B, 1, S, S) where the face is painted,
     ``weight`` (B, 1, S, S) the loss weight, ``landmarks`` (B, 68, 2) in [-1, 1], ``t`` (B,), ``drop``
     (B,) bool, ``noise``. Images of another size are resized to ``image_size`` (SD's VAE shrinks 8x: at
     128 px the mouth would cover 2-3 latent pixels, so we train SD at 256 px, our choice). Target and
@@ -439,7 +440,8 @@ def generate_frames(model: PretrainedLandmarkUNet, reference: np.ndarray, ref_la
 
     ``sampler``: ``"ours"`` (:func:`~minitalker.diffusion.samplers.ddim_sample`) or ``"diffusers"``
     (``DDIMScheduler``); both use diffusers' step rule, so they give the same frames. Every frame
-    starts from the same seeded noise; the generated lower face is pasted under the reference's."""
+    starts from the same seeded noise; the generated face is pasted into the reference with the soft
+    face mask (:func:`~minitalker.face_agent.face_masks`). The warped reference is our UNet's input only."""
     if sampler not in ("ours", "diffusers"):
         raise ValueError(f"sampler must be 'ours' or 'diffusers'; got {sampler!r}")
     agent, cfg, S = agent or FaceAgentConfig(), model.diffusion_config, model.cfg.image_size
@@ -450,23 +452,25 @@ def generate_frames(model: PretrainedLandmarkUNet, reference: np.ndarray, ref_la
         k = S / ref.shape[-1]
         ref = F.interpolate(ref, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
         ref_landmarks, landmarks = ((np.asarray(a) + 0.5) * k - 0.5 for a in (ref_landmarks, landmarks))  # pixel centres
-    hard, soft = (lower_face_mask(ref_landmarks, S, agent, soft=s).to(device) for s in (False, True))
-    cond = model.encode(condition(ref, ref, hard))  # (1, 2c, h, w): at inference the upper face is the reference's
     h = model.latent_size
     x_T = torch.randn((1, model.channels, h, h), generator=torch.Generator().manual_seed(seed)).to(device)
-    lm = landmark_tokens_input(landmarks, S, device)  # (T, 68, 2)
+    landmarks = np.asarray(landmarks).reshape(-1, 68, 2)
     out = []
-    for chunk in lm.split(batch_size):
+    for i in range(0, len(landmarks), batch_size):
+        chunk = landmarks[i:i + batch_size]  # (B, 68, 2)
         B = len(chunk)
+        hard, soft = (m.to(device) for m in face_masks(chunk, ref_landmarks, S, agent))  # (B, 1, S, S) each
+        refs = ref.expand(B, -1, -1, -1)
         keep = torch.zeros(B, dtype=torch.bool, device=device)
-        c = {"cond": cond.expand(B, -1, -1, -1), "landmarks": chunk, "drop": keep}
+        c = {"cond": model.encode(condition(refs, refs, hard)),  # (B, 2c, h, w): the upper face is the reference's
+             "landmarks": landmark_tokens_input(chunk, S, device), "drop": keep}
         fn = guided(model, c, c | {"drop": ~keep}, guidance)  # the null branch: learned null tokens
         x = x_T.expand(B, -1, -1, -1)
         if sampler == "ours":
             z = ddim_sample(fn, NoiseSchedule(cfg), x, steps=steps, eta=0.0, prev_rule="diffusers", progress=False)
         else:
             z = diffusers_ddim_sample(fn, diffusers_ddim(cfg), x, steps)
-        out.append(to_uint8(compose(model.decode(z), ref, soft)))
+        out.append(to_uint8(compose(model.decode(z), refs, soft)))
     return np.concatenate(out)
 
 
