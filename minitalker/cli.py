@@ -58,10 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="stop at this step (default: the preset's schedule length)")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming from <out>/last")
     p.set_defaults(func=_train_faces)
-    p = sub.add_parser("generate", help="any speech + any face photo -> a talking-face mp4 with the sound")
+    p = sub.add_parser("generate", help="any speech + any face photo -> a talking-face mp4 with the sound, at the "
+                                        "photo's resolution (the generated face pasted back; at most 1024 px a side)")
     p.add_argument("--audio", required=True, help="speech: wav/flac/mp3 or a video's sound track")
     p.add_argument("--face", required=True, help="a photo with one (frontal) face: RGB, RGBA or grey")
     p.add_argument("--out", required=True, help="output .mp4 (its folder must exist)")
+    p.add_argument("--crop", action="store_true", help="write only the generated face crop, enlarged 4x, "
+                   "instead of the whole photo")
     p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the checkpoint's)")
     p.add_argument("--seed", type=int, default=0)
@@ -121,7 +124,7 @@ def _generate(args) -> None:
                          "`minitalker train landmarks --preset full`) and pass --faces/--landmarks")
     pipe = TalkingFacePipeline.from_checkpoints(args.landmarks, args.faces, backend=args.backend)
     result = pipe(args.audio, args.face, steps=args.steps, guidance=args.guidance, seed=args.seed)
-    print("wrote", result.save(args.out), f"({len(result.frames)} frames)")
+    print("wrote", result.save(args.out, crop=args.crop), f"({len(result.frames)} frames)")
 
 
 def _train_landmarks(args) -> None:

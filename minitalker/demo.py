@@ -5,6 +5,7 @@ ground truth exists to compare with), gives agent 1 its speech and the speaker's
 lets agent 2 draw the frames, and writes
 
 * ``talking_face.mp4``: generated frames (left) next to the ground truth (right), with the sound;
+* ``talking_photo.mp4``: the generated face pasted back into the held-out photo, at its resolution;
 * ``overview.png``: log-mel with phonemes, predicted vs true mouth opening, and frame strips;
 * ``corpus_overview.png`` and ``sample_clip.mp4``: a look at the corpus the agents learnt from.
 
@@ -14,6 +15,7 @@ shipped checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -21,10 +23,12 @@ import numpy as np
 
 from minitalker.audio import log_mel, plot_waveform_mel
 from minitalker.data.corpus import Clip, load_corpus
+from minitalker.data.faces import FACES, load_face
 from minitalker.data.overview import write_sample
+from minitalker.data.visemes import rest_landmarks
 from minitalker.io import atomic_path
 from minitalker.landmarks.draw import plot_landmarks
-from minitalker.landmarks.scheme import mouth_opening
+from minitalker.landmarks.scheme import face_box, mouth_opening
 from minitalker.pipeline import TalkingFace, TalkingFacePipeline
 
 
@@ -92,6 +96,10 @@ def run_demo(preset: str | None = None, out: str | os.PathLike = "outputs/demo",
     side_by_side = TalkingFace(np.concatenate([result.frames[:T], clip.frames[:T]], axis=2),
                                result.landmarks[:T], result.reference, result.reference_landmarks, result.audio)
     paths = {"video": side_by_side.save(out / "talking_face.mp4")}
+    if clip.identity in FACES and not clip.mirrored:  # a bundled photo: the corpus cropped it at face_box(rest)
+        photo, lm = load_face(clip.identity)  # (see data.corpus.reference_face), so the frames paste straight back
+        in_photo = dataclasses.replace(result, photo=photo, box=face_box(rest_landmarks(lm)))
+        paths["photo_video"] = in_photo.save(out / "talking_photo.mp4")
     fig = plot_talking_face(result, clip)
     with atomic_path(out / "overview.png") as tmp:
         fig.savefig(tmp, format="png", dpi=80)

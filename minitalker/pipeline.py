@@ -2,9 +2,10 @@
 
 The only place that knows the whole route (ARCHITECTURE.md)::
 
-    photo ──detect_landmarks──► 68 points ──aligned_crops──► reference crop (S, S, 3) + its landmarks
+    photo ──detect_landmarks──► 68 points ──aligned_crops──► reference crop (S, S, 3) + its landmarks, box
     speech ──predict_landmarks (agent 1)──► landmarks per frame (T, 68, 2) in crop pixels
-    reference + landmarks ──generate_frames (agent 2, DDIM)──► frames (T, S, S, 3) ──write_video──► mp4
+    reference + landmarks ──generate_frames (agent 2, DDIM)──► frames (T, S, S, 3)
+    frames + face masks ──paste_frames (into the photo, at its resolution)──write_video──► mp4
 
 Temporal consistency comes from three places: agent 1 predicts clips of frames jointly, every frame
 starts from the same noise image (deterministic DDIM), and the landmarks can be smoothed over time.
@@ -15,25 +16,40 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-from skimage.transform import resize
+import torch
+import torch.nn.functional as F
 
 from minitalker.audio import FPS, SAMPLE_RATE, load_audio
 from minitalker.config import default_device
-from minitalker.face_agent import generate_frames
+from minitalker.face_agent import face_masks, generate_frames
 from minitalker.landmarks.detect import as_rgb_frames, detect_landmarks, smooth_landmarks
+from minitalker.landmarks.scheme import face_box
 from minitalker.nn.landmark_transformer import load_landmark_model, predict_landmarks
 from minitalker.train.faces import load_face_agent
-from minitalker.video import aligned_crops, write_video
+from minitalker.video import MAX_SIDE, aligned_crops, paste_frames, write_video
 
 MIN_PHOTO_SIDE = 64  # smaller photos hold too few pixels for a face detector or a 64 px crop
+
+
+class Face(NamedTuple):
+    """A photo made ready for the agents: the aligned ``crop (S, S, 3)`` uint8 and its ``landmarks (68, 2)``
+    (crop pixels), the RGB ``photo (H, W, 3)`` uint8 and the crop's ``box`` = (cx, cy, side) in photo pixels."""
+
+    crop: np.ndarray
+    landmarks: np.ndarray
+    photo: np.ndarray
+    box: np.ndarray
 
 
 @dataclass
 class TalkingFace:
     """What the pipeline made: ``frames (T, S, S, 3)`` uint8, ``landmarks (T, 68, 2)`` crop pixels,
-    the ``reference`` crop and its landmarks, the 16 kHz ``audio`` and ``fps``."""
+    the ``reference`` crop and its landmarks, the 16 kHz ``audio`` and ``fps``; ``masks (T, S, S)``
+    in [0, 1], where agent 2's pixels replaced the reference (its ``face_masks``); and, when made
+    from a photo, the ``photo (H, W, 3)`` and the crop's ``box`` in it (for pasting back)."""
 
     frames: np.ndarray
     landmarks: np.ndarray
@@ -41,19 +57,33 @@ class TalkingFace:
     reference_landmarks: np.ndarray
     audio: np.ndarray
     fps: float = FPS
+    masks: np.ndarray | None = None
+    photo: np.ndarray | None = None
+    box: np.ndarray | None = None
 
-    def save(self, path: str | os.PathLike, scale: int = 4) -> Path:
-        """Write an mp4 (h264 + AAC) with the sound; frames enlarged ``scale`` times for viewing."""
-        return write_video(path, upscale(self.frames, scale), self.fps, self.audio, SAMPLE_RATE)
+    def save(self, path: str | os.PathLike, crop: bool = False, scale: int = 4, max_side: int = MAX_SIDE) -> Path:
+        """Write an mp4 (h264 + AAC) with the sound.
+
+        Default: the photo's resolution, each frame pasted back into the photo through its mask
+        (:func:`~minitalker.video.paste_frames`; photos over ``max_side`` px are shrunk first), frame
+        by frame. ``crop=True``, or a result made from a ``reference`` crop (no photo, so crops are all
+        there is): the crops alone, enlarged ``scale`` times for viewing.
+        """
+        if crop or self.photo is None:
+            chunks = range(0, len(self.frames), 64)  # 64 frames at a time: memory stays bounded
+            frames = (f for i in chunks for f in upscale(self.frames[i:i + 64], scale))
+        else:
+            frames = paste_frames(self.photo, self.frames, self.box, self.masks, max_side)
+        return write_video(path, frames, self.fps, self.audio, SAMPLE_RATE)
 
 
 def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
-    """``(T, S, S, 3)`` → ``(T, scale S, scale S, 3)`` by bicubic interpolation (for display only)."""
+    """``(T, S, S, 3)`` → ``(T, scale S, scale S, 3)`` uint8 by bicubic interpolation (torch; for display only)."""
     if scale == 1:
         return frames
-    T, H, W, _ = frames.shape
-    big = resize(frames, (T, H * scale, W * scale, 3), order=3, anti_aliasing=False, preserve_range=True)
-    return np.clip(big, 0, 255).round().astype(np.uint8)
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # (T, 3, S, S)
+    big = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    return big.clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def load_photo(photo: str | os.PathLike | np.ndarray) -> np.ndarray:
@@ -86,26 +116,31 @@ class TalkingFacePipeline:
         unet, schedule, agent_cfg = load_face_agent(faces, device=device)
         return cls(load_landmark_model(landmarks, device=device), unet, schedule, agent_cfg, backend)
 
-    def prepare_face(self, photo: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Detect the face (the largest, if several), crop it aligned → (crop (S, S, 3), landmarks (68, 2))."""
+    def prepare_face(self, photo: str | os.PathLike | np.ndarray) -> Face:
+        """Detect the face (the largest, if several), crop it aligned → :class:`Face` (crop, landmarks, photo, box).
+
+        A face at the photo's border is fine: the crop repeats the border pixels beyond it."""
         img = load_photo(photo)
         lm = detect_landmarks(img, backend=self.backend).landmarks  # (1, 68, 2); NoFaceError if none
         crops, crop_lm = aligned_crops(img[None], lm, self.size, smooth=0)
-        return crops[0], crop_lm[0]
+        return Face(crops[0], crop_lm[0], img, face_box(lm[0]))
 
     def __call__(self, audio: str | os.PathLike | np.ndarray, photo: str | os.PathLike | np.ndarray | None = None,
                  *, reference: tuple[np.ndarray, np.ndarray] | None = None, steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, smooth: float = 1.0, batch_size: int = 32,
                  progress: bool = True) -> TalkingFace:
         """Speech (path or 16 kHz array) + a photo (or an already aligned ``reference`` crop and its
-        landmarks) → :class:`TalkingFace`. ``smooth``: Gaussian sigma (frames) on the predicted
-        landmarks; ``steps``/``guidance``: DDIM steps and classifier-free guidance scale."""
+        landmarks, then without a photo to paste into) → :class:`TalkingFace`. ``smooth``: Gaussian
+        sigma (frames) on the predicted landmarks; ``steps``/``guidance``: DDIM steps and
+        classifier-free guidance scale."""
         wav = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else np.asarray(audio, np.float32)
         if (photo is None) == (reference is None):
             raise ValueError("give exactly one of photo= (any image with a face) or reference=(crop, landmarks)")
-        ref, ref_lm = reference if reference is not None else self.prepare_face(photo)
+        face = self.prepare_face(photo) if photo is not None else Face(*reference, None, None)
+        ref, ref_lm = face.crop, face.landmarks
         lm = predict_landmarks(self.landmark_model, wav, ref_lm)  # (T, 68, 2) crop pixels
         lm = smooth_landmarks(lm, smooth)  # sigma 0 leaves them as they are
         frames = generate_frames(self.unet, self.schedule, ref, ref_lm, lm, self.agent_cfg, steps=steps,
                                  guidance=guidance, seed=seed, batch_size=batch_size, progress=progress)
-        return TalkingFace(frames, lm, ref, ref_lm, wav)
+        masks = face_masks(lm, ref_lm, self.size, self.agent_cfg)[1][:, 0].numpy()  # (T, S, S) soft
+        return TalkingFace(frames, lm, ref, ref_lm, wav, masks=masks, photo=face.photo, box=face.box)

@@ -7,9 +7,11 @@ Timing follows :mod:`minitalker.audio`: frame ``i`` stands for time ``(i + 0.5) 
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -146,16 +148,110 @@ def aligned_crops(frames: np.ndarray, landmarks: np.ndarray, size: int, smooth: 
     return crops, in_crop.astype(np.float32)
 
 
+# ----------------------------------------------------------------------------- pasting back
+
+MAX_SIDE = 1024  # longer side of a photo-resolution video; larger photos are shrunk first
+
+
+def fit_photo(photo: np.ndarray, box: np.ndarray, max_side: int = MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink a photo whose longer side exceeds ``max_side`` → (photo ``(H', W', 3)`` uint8, box ``(3,)`` to match).
+
+    Anti-aliased bilinear resize (torch ``antialias=True``); pixel centres map as
+    ``x' = (x + 0.5) k - 0.5`` with ``k = W' / W`` (and ``H' / H`` for y), the side as ``side k``.
+    A smaller photo comes back as it is.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    box = np.asarray(box, dtype=np.float64)
+    H, W = photo.shape[:2]
+    if max(H, W) <= max_side:
+        return photo, box
+    h, w = max(1, round(H * max_side / max(H, W))), max(1, round(W * max_side / max(H, W)))
+    x = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+    x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    kx, ky = w / W, h / H
+    box = np.array([(box[0] + 0.5) * kx - 0.5, (box[1] + 0.5) * ky - 0.5, box[2] * (kx + ky) / 2])
+    return x[0].clamp(0, 255).round().byte().permute(1, 2, 0).numpy(), box
+
+
+def paste_frames(photo: np.ndarray, crops: np.ndarray, box: np.ndarray, alpha: np.ndarray,
+                 max_side: int = MAX_SIDE, chunk: int = 16) -> Iterator[np.ndarray]:
+    """Each crop pasted back into the photo, one full frame ``(H, W, 3)`` uint8 at a time (see :func:`paste_back`)."""
+    import torch
+    import torch.nn.functional as F
+    from scipy.ndimage import gaussian_filter
+
+    photo, crops, alpha = np.asarray(photo), np.asarray(crops), np.asarray(alpha, dtype=np.float32)
+    if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+        raise ValueError(f"photo must be uint8 (H, W, 3); got {photo.dtype} {photo.shape}")
+    if crops.ndim != 4 or crops.shape[3] != 3 or crops.shape[1] != crops.shape[2] or crops.dtype != np.uint8:
+        raise ValueError(f"crops must be uint8 (T, S, S, 3); got {crops.dtype} {crops.shape}")
+    T, S = crops.shape[:2]
+    if alpha.shape not in ((S, S), (T, S, S)):
+        raise ValueError(f"alpha must be (S, S) or (T, S, S) = {(T, S, S)}; got {alpha.shape}")
+    box = np.asarray(box, dtype=np.float64)
+    if box.shape != (3,) or not np.isfinite(box).all() or box[2] <= 0:
+        raise ValueError(f"box must be (cx, cy, side) with side > 0; got {box}")
+    photo, (cx, cy, side) = fit_photo(photo, box, max_side)
+    H, W = photo.shape[:2]
+    x0, y0 = cx - side / 2, cy - side / 2
+    c0, c1 = max(int(np.ceil(x0)), 0), min(int(np.ceil(x0 + side)), W)  # pixel centres inside the box and the photo
+    r0, r1 = max(int(np.ceil(y0)), 0), min(int(np.ceil(y0 + side)), H)
+    if c0 >= c1 or r0 >= r1:  # the box misses the photo altogether
+        yield from (photo.copy() for _ in range(T))
+        return
+    gx = torch.from_numpy(2 * (np.arange(c0, c1) - x0) / side - 1).float()  # (w,) crop coords, align_corners=False
+    gy = torch.from_numpy(2 * (np.arange(r0, r1) - y0) / side - 1).float()  # (h,)
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1)[None]  # (1, h, w, 2) as (x, y)
+    base = torch.from_numpy(photo[r0:r1, c0:c1]).permute(2, 0, 1).float()  # (3, h, w)
+    sigma = max(0.0, (S / side - 1) / 2)  # shrinking the crop: the same anti-alias rule as _crop_one
+    alpha = np.broadcast_to(alpha, (T, S, S))
+    for i in range(0, T, chunk):
+        src = np.concatenate([crops[i:i + chunk].transpose(0, 3, 1, 2), alpha[i:i + chunk, None]], 1, dtype=np.float32)
+        if sigma > 0:
+            src = gaussian_filter(src, (0, 0, sigma, sigma))
+        up = F.grid_sample(torch.from_numpy(src), grid.expand(len(src), -1, -1, -1), mode="bicubic",
+                           padding_mode="border", align_corners=False)  # (b, 4, h, w)
+        a = up[:, 3:].clamp(0, 1)  # exactly 0 where the crop's alpha is 0 all round: the photo stays bit for bit
+        region = (base + a * (up[:, :3] - base)).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        for r in region:
+            frame = photo.copy()
+            frame[r0:r1, c0:c1] = r
+            yield frame
+
+
+def paste_back(photo: np.ndarray, crops: np.ndarray, box: np.ndarray, alpha: np.ndarray,
+               max_side: int = MAX_SIDE) -> np.ndarray:
+    """Crops ``(T, S, S, 3)`` uint8 blended back into the photo ``(H, W, 3)`` uint8 → ``(T, H, W, 3)`` uint8.
+
+    The exact inverse of :func:`_crop_one`'s sampling: photo pixel ``x`` (centre inside the box)
+    reads the crop at ``u = (x - x0) / s - 0.5``, ``x0 = cx - side / 2``, ``s = side / S`` (bicubic;
+    anti-aliased first when the box is smaller than the crop), and so does ``alpha`` ``(T, S, S)``
+    or ``(S, S)`` in [0, 1]: ``out = a crop + (1 - a) photo``. Pixels where ``a = 0`` and all
+    pixels outside the box are the photo's, bit for bit; the part of the box outside the photo is
+    dropped (a face at the border works). Only the box's region is resampled, so cost beyond one
+    copy of the photo per frame does not grow with the photo. Photos larger than ``max_side`` are
+    first shrunk (anti-aliased), box with them (:func:`fit_photo`), so the output is then ``(T, H', W', 3)``.
+    This is how Wav2Lip, MuseTalk and LatentSync return a video at the photo's resolution; for
+    long clips give :func:`paste_frames` (the same, one frame at a time) to :func:`write_video`.
+    """
+    return np.stack(list(paste_frames(photo, crops, box, alpha, max_side)))
+
+
 # ----------------------------------------------------------------------------- writing
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = FPS,
+def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: float = FPS,
                 audio: np.ndarray | None = None, sr: int = SAMPLE_RATE, crf: int = 18) -> Path:
     """Write an mp4 (H.264, yuv420p, ``crf`` quality; AAC sound if ``audio`` is given) → the path.
 
-    Uses the ffmpeg binary bundled with imageio-ffmpeg. Odd widths/heights are padded by one
-    repeated row/column (yuv420p needs even sizes). The file appears atomically; the folder must
-    exist (we do not create folders silently: a typo in a path should fail loudly, not scatter files).
-    Sound and picture keep their own lengths; players stop at the longer one.
+    ``frames``: uint8 ``(T, H, W, 3)``, or any iterable of ``(H, W, 3)`` frames (a generator such as
+    :func:`paste_frames`: frames are piped to the encoder as they come, so a long full-resolution
+    clip is never held in memory at once). Uses the ffmpeg binary bundled with imageio-ffmpeg. Odd
+    widths/heights are padded by one repeated row/column (yuv420p needs even sizes). The file
+    appears atomically; the folder must exist (we do not create folders silently: a typo in a path
+    should fail loudly, not scatter files). Sound and picture keep their own lengths; players stop
+    at the longer one.
     """
     import imageio_ffmpeg
     import soundfile as sf
@@ -163,30 +259,46 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = FPS,
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise ValueError(f"write_video writes mp4 (H.264 + AAC): give a path ending in .mp4, not {path.name!r}")
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise ValueError(
-            f"frames must be a non-empty uint8 (T, H, W, 3) array; got {frames.dtype} {frames.shape} "
-            "(from floats in [-1, 1]: ((x + 1) * 127.5).round().clip(0, 255).astype(np.uint8))"
-        )
+    hint = "(from floats in [-1, 1]: ((x + 1) * 127.5).round().clip(0, 255).astype(np.uint8))"
+    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8
+                                           or len(frames) == 0):
+        raise ValueError(f"frames must be a non-empty uint8 (T, H, W, 3) array; got {frames.dtype} {frames.shape} "
+                         + hint)
+    frames = map(np.asarray, frames)
+    first = next(frames, np.empty(0))
+    if first.ndim != 3 or first.shape[-1] != 3 or first.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (H, W, 3) each, at least one; got {first.dtype} {first.shape} {hint}")
     if audio is not None:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1 or len(audio) == 0:
             raise ValueError(f"audio must be mono (N,) samples with N > 0; got shape {audio.shape}")
-    frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)), mode="edge")
-    _, h, w, _ = frames.shape
+    h, w, _ = first.shape
     with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as tmpdir:
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "pipe:0"]
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{w + w % 2}x{h + h % 2}", "-r", f"{fps}", "-i", "pipe:0"]
         if audio is not None:
             wav = Path(tmpdir) / "audio.wav"
             sf.write(wav, np.clip(audio, -1, 1), sr, subtype="PCM_16")
             cmd += ["-i", str(wav), "-c:a", "aac", "-b:a", "128k"]
         cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "fast",
                 "-movflags", "+faststart", "-f", "mp4", str(tmp)]
-        proc = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
+        log = Path(tmpdir) / "ffmpeg.log"  # a file, not a pipe: a chatty encoder cannot block us
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err)
+            try:
+                for frame in itertools.chain([first], frames):
+                    if frame.shape != first.shape or frame.dtype != np.uint8:
+                        raise ValueError(f"every frame must be uint8 {first.shape}; got {frame.dtype} {frame.shape}")
+                    proc.stdin.write(np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge").tobytes())
+            except BrokenPipeError:
+                pass  # ffmpeg stopped early: its return code and log say why
+            except BaseException:
+                proc.kill()
+                raise
+            finally:
+                proc.communicate()  # close the pipe (the end of the video) and wait for the encoder
         if proc.returncode != 0:
-            raise RuntimeError(f"ffmpeg failed writing {path}:\n{proc.stderr.decode(errors='replace')[-2000:]}")
+            raise RuntimeError(f"ffmpeg failed writing {path}:\n{log.read_text(errors='replace')[-2000:]}")
     return path
 
 

@@ -6,11 +6,12 @@ import av
 import numpy as np
 import pytest
 
-from minitalker.cli import main
+from minitalker.cli import build_parser, main
 from minitalker.data.faces import load_face
 from minitalker.landmarks.detect import NoFaceError
 from minitalker.landmarks.scheme import mouth_opening
 from minitalker.pipeline import TalkingFacePipeline, load_photo
+from minitalker.video import read_video
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +42,21 @@ def test_real_photo_and_real_speech_make_a_talking_face(pipe, arctic, tmp_path):
     assert np.ptp(mouth_opening(result.landmarks)) > 0.02, "the mouth moves with the speech"
     out = result.save(tmp_path / "talk.mp4")
     assert streams(out) == (1, 1, 25)
+    video, _ = read_video(out)  # pasted back into the photo, at its resolution
+    assert video.shape == (25, 600, 512, 3)
+    assert np.abs(video[:, :40].astype(float) - photo[:40]).mean() < 3  # above the face: the photo itself
+    assert result.masks.shape == (25, 64, 64) and result.masks.max() == 1 and result.masks[:, 0].max() == 0
+    assert read_video(result.save(tmp_path / "crop.mp4", crop=True))[0].shape == (25, 256, 256, 3)
 
 
 def test_grey_and_rgba_photos_work(pipe):
     photo, _ = load_face("astronaut")
     rgba = np.concatenate([photo, np.full(photo.shape[:2] + (1,), 255, np.uint8)], -1)
     grey = photo.mean(-1).astype(np.uint8)
-    crop_rgb, lm_rgb = pipe.prepare_face(photo)
+    crop_rgb, lm_rgb, *_ = pipe.prepare_face(photo)
     for img in (rgba, grey):
-        crop, lm = pipe.prepare_face(img)
+        crop, lm, rgb, box = pipe.prepare_face(img)
+        assert rgb.shape == photo.shape and np.abs(box - pipe.prepare_face(photo).box).max() < 3
         assert crop.shape == (64, 64, 3)
         assert np.abs(lm - lm_rgb).max() < 3  # the same face is found
 
@@ -63,6 +70,17 @@ def test_photo_errors_say_what_to_do(pipe, tmp_path):
         load_photo(tmp_path / "missing.jpg")
     with pytest.raises(ValueError, match="exactly one of"):
         pipe(np.zeros(16000, np.float32))
+
+
+def test_a_face_at_the_border_is_pasted_back_and_a_crop_alone_saves_the_crop(pipe, arctic, tmp_path):
+    photo = load_face("grace_hopper")[0][110:]  # the head cut at the brows: the crop box reaches 64 px past the top
+    face = pipe.prepare_face(photo)
+    assert face.box[1] - face.box[2] / 2 < 0
+    result = pipe(arctic[:6400], photo, steps=1, progress=False)
+    assert read_video(result.save(tmp_path / "border.mp4"))[0].shape == (10, 490, 512, 3)
+    alone = pipe(arctic[:6400], reference=(face.crop, face.landmarks), steps=1, progress=False)
+    assert alone.photo is None  # nothing to paste into: save() writes the crops, enlarged 4x
+    assert read_video(alone.save(tmp_path / "alone.mp4"))[0].shape == (10, 256, 256, 3)
 
 
 def test_silence_keeps_the_mouth_at_rest(pipe):
@@ -83,6 +101,8 @@ def test_generate_command_and_missing_output_folder(arctic, tmp_path, capsys):
     args = ["generate", "--audio", str(tmp_path / "speech.wav"), "--face", str(tmp_path / "face.png"), "--steps", "2"]
     main(args + ["--out", str(tmp_path / "out.mp4")])
     assert streams(tmp_path / "out.mp4")[:2] == (1, 1) and "25 frames" in capsys.readouterr().out
+    assert read_video(tmp_path / "out.mp4")[0].shape == (25, 600, 512, 3)  # the photo's size; --crop: the crop's
+    assert build_parser().parse_args(args + ["--out", "x.mp4", "--crop"]).crop
     with pytest.raises(FileNotFoundError, match="mkdir -p"):
         main(args + ["--out", str(tmp_path / "no" / "such" / "out.mp4")])
 
@@ -91,6 +111,7 @@ def test_demo_writes_the_video_and_figures(tmp_path, capsys):
     main(["demo", "--preset", "fast", "--out", str(tmp_path / "demo"), "--steps", "2"])
     v, a, n = streams(tmp_path / "demo" / "talking_face.mp4")
     assert (v, a) == (1, 1) and n > 10
+    assert read_video(tmp_path / "demo" / "talking_photo.mp4")[0].shape == (n, 600, 512, 3)  # Grace Hopper's photo
     for name in ("overview.png", "corpus_overview.png"):
         assert (tmp_path / "demo" / name).read_bytes()[:4] == b"\x89PNG"
     assert "wrote video" in capsys.readouterr().out

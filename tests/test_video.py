@@ -152,3 +152,97 @@ def test_show_video_embeds(tmp_path):
     path = V.write_video(tmp_path / "v.mp4", _smooth_frames(3), fps=25)
     html = V.show_video(path)._repr_html_()
     assert "data:video/mp4;base64" in html and "controls" in html
+
+
+# ----------------------------------------------------------------------------- pasting back
+
+def _psnr(a, b):
+    return 10 * np.log10(255**2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
+
+
+def _in_box(box, shape):
+    """Pixels whose centre lies inside the box ``(H, W)`` bool: the ones paste_back may change."""
+    cx, cy, side = box
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (xx >= cx - side / 2) & (xx < cx + side / 2) & (yy >= cy - side / 2) & (yy < cy + side / 2)
+
+
+@pytest.mark.parametrize("size, min_psnr", [(128, 33), (255, 38)])  # enlarging into the photo; shrinking (odd S)
+def test_paste_back_inverts_the_crop(size, min_psnr):
+    from minitalker.data.faces import load_face
+
+    image, lm = load_face("astronaut")
+    photo = image[:401, :457]  # odd sizes; the face box stays inside
+    crops, _ = V.aligned_crops(photo[None], lm[None], size, smooth=0)
+    out = V.paste_back(photo, crops, face_box(lm), np.ones((size, size)))
+    inside = _in_box(face_box(lm), photo.shape)
+    assert out.shape == (1, 401, 457, 3) and out.dtype == np.uint8
+    assert _psnr(out[0][inside], photo[inside]) > min_psnr  # at 128: a quarter-pixel slip gives 31.5 dB
+    assert (out[0][~inside] == photo[~inside]).all()
+
+
+def test_paste_back_antialiases_when_the_box_is_smaller_than_the_crop():
+    S = 128
+    checker = np.where((np.add.outer(np.arange(S), np.arange(S)) % 2)[..., None], 255, 0).astype(np.uint8)
+    photo = np.full((100, 100, 3), 128, np.uint8)
+    out = V.paste_back(photo, np.repeat(checker, 3, -1)[None], [50.2, 50.3, S / 3.7], np.ones((S, S)))
+    assert np.abs(out[0, 45:55, 45:55].astype(float) - 127.5).max() < 10  # averages out (without the blur: 126)
+
+
+def test_paste_back_keeps_the_photo_where_alpha_is_zero():
+    from minitalker.data.faces import load_face
+
+    photo, lm = load_face("astronaut")
+    box, S = face_box(lm), 64
+    crops = np.random.default_rng(0).integers(0, 256, (2, S, S, 3), dtype=np.uint8)  # any leak would show
+    alpha = np.zeros((2, S, S))
+    alpha[0, :, : S // 2] = 1  # frame 0: the crop's left half; frame 1: nothing
+    out = V.paste_back(photo, crops, box, alpha)
+    u = (np.arange(512) - (box[0] - box[2] / 2)) / (box[2] / S) - 0.5  # crop column of each photo column
+    assert (out[0][:, u > S / 2 + 2] == photo[:, u > S / 2 + 2]).all()  # beyond bicubic's reach: bit for bit
+    left = _in_box(box, photo.shape) & (u < S / 2 - 2)[None]
+    assert (out[0][left] != photo[left]).any(-1).mean() > 0.9  # the noise went in
+    assert (out[1] == photo).all()
+
+
+def test_paste_back_at_the_border_and_off_the_photo():
+    yy, xx = np.mgrid[:91, :121]
+    photo = np.stack([xx * 2, yy * 2, np.full_like(xx, 90)], -1).astype(np.uint8)  # smooth, odd size
+    lm = _face(15, 20, d=12)  # the box reaches past the top-left corner
+    box = face_box(lm)
+    assert box[0] - box[2] / 2 < 0 and box[1] - box[2] / 2 < 0
+    crops, _ = V.aligned_crops(photo[None], lm[None], 32, smooth=0)
+    out = V.paste_back(photo, crops, box, np.ones((32, 32)))
+    inside = _in_box(box, photo.shape)
+    assert out.shape == (1, 91, 121, 3) and inside.any()
+    assert np.abs(out[0][inside].astype(int) - photo[inside]).max() <= 2  # a linear ramp survives resampling
+    assert (out[0][~inside] == photo[~inside]).all()
+    far = V.paste_back(photo, crops, [-100, -100, 50], np.ones((32, 32)))  # the box misses the photo
+    assert (far[0] == photo).all()
+
+
+def test_large_photos_are_shrunk_with_their_box():
+    from minitalker.data.faces import load_face
+
+    image, lm = load_face("astronaut")
+    photo = image[:, :400]  # 512 x 400
+    crops, _ = V.aligned_crops(photo[None], lm[None], 128, smooth=0)
+    out = V.paste_back(photo, crops, face_box(lm), np.ones((128, 128)), max_side=256)
+    small, box = V.fit_photo(photo, face_box(lm), 256)
+    assert out.shape == (1, 256, 200, 3) and small.shape == (256, 200, 3)
+    assert np.allclose(box, [(face_box(lm)[0] + 0.5) / 2 - 0.5, (face_box(lm)[1] + 0.5) / 2 - 0.5, face_box(lm)[2] / 2])
+    inside = _in_box(box, small.shape)
+    assert _psnr(out[0][inside], small[inside]) > 33  # the box went where the face went
+    assert (out[0][~inside] == small[~inside]).all()
+
+
+def test_write_video_takes_frames_as_they_come(tmp_path):
+    frames = _smooth_frames(4)
+    path = V.write_video(tmp_path / "gen.mp4", (f for f in frames))
+    back, _ = V.read_video(path)
+    assert back.shape == (4, 64, 82, 3) and np.abs(back[:, :63, :81].astype(float) - frames).mean() < 3
+    with pytest.raises(ValueError, match="every frame"):
+        V.write_video(tmp_path / "bad.mp4", iter([frames[0], frames[1, :10]]))
+    with pytest.raises(ValueError, match="at least one"):
+        V.write_video(tmp_path / "none.mp4", iter([]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen.mp4"]
