@@ -15,7 +15,7 @@ Each row trains the fast preset's schedule (same seed, same data, same learning-
 after ``--steps`` steps; rows are resumable (``outputs/ablation/<row>``). Each is then scored on the
 synthetic corpus (:func:`minitalker.train.faces.evaluate_faces`) and on real material
 (:func:`minitalker.face_eval.evaluate_faces_real`). Writes ``benchmarks/results/face_ablation.json``
-and prints a table. Usage: ``python benchmarks/face_ablation.py [--steps 300] [--rows 0 1 ...]``; on 2 cores
+and prints a table. Usage: ``python benchmarks/face_ablation.py [--steps 200] [--rows 0 1 ...]``; on 2 cores
 ``OMP_NUM_THREADS=1`` and two processes with ``--no-eval --rows 0 2 4`` / ``--rows 1 3 5``, then ``--no-train``.
 """
 
@@ -53,7 +53,7 @@ def rows() -> list[tuple[str, FaceRun]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=300, help="training steps per row (of the preset's schedule)")
+    ap.add_argument("--steps", type=int, default=200, help="training steps per row (of the preset's schedule)")
     ap.add_argument("--rows", type=int, nargs="*", help="row indices (default: all)")
     ap.add_argument("--out", default="outputs/ablation", help="run folders")
     ap.add_argument("--no-train", action="store_true", help="only score rows already trained")
