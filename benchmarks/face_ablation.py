@@ -14,7 +14,7 @@ Rows are cumulative, from the earlier layout to the shipped one (issue 11's abla
 Each row trains the fast preset's schedule (same seed, same data, same learning-rate curve) and stops
 after ``--steps`` steps; rows are resumable (``outputs/ablation/<row>``). Each is then scored on the
 synthetic corpus (:func:`minitalker.train.faces.evaluate_faces`) and on real material
-(:func:`minitalker.face_eval.evaluate_faces_real`). Writes ``benchmarks/results/face_ablation.json``
+(:func:`minitalker.face_eval.evaluate_faces_real`), all with DDIM 10 steps and guidance 1 (the fast defaults). Writes ``benchmarks/results/face_ablation.json``
 and prints a table. Usage: ``python benchmarks/face_ablation.py [--steps 200] [--rows 0 1 ...]``; on 2 cores
 ``OMP_NUM_THREADS=1`` and two processes with ``--no-eval --rows 0 2 4`` / ``--rows 1 3 5``, then ``--no-train``.
 """
@@ -38,15 +38,14 @@ def rows() -> list[tuple[str, FaceRun]]:
     run = FaceRun.preset("fast")
     unet, agent = run.unet, run.agent
     earlier_unet = dataclasses.replace(unet, grounded=False, cross_attn_levels=(2, 3), cond_channels=6)
+    agent = dataclasses.replace(agent, colour_jitter=0.1, hue_jitter=0.0)  # the earlier gain, no hue rotation
     steps = [
-        ("earlier", earlier_unet, dataclasses.replace(agent, mask="half", warp=False, sketch=False, hue_jitter=0.0)),
-        ("+ face mask", earlier_unet, dataclasses.replace(agent, warp=False, sketch=False, hue_jitter=0.0)),
-        ("+ grounded attention", dataclasses.replace(unet, cond_channels=6),
-         dataclasses.replace(agent, warp=False, sketch=False, hue_jitter=0.0)),
-        ("+ warped reference", unet, dataclasses.replace(agent, sketch=False, hue_jitter=0.0)),
-        ("+ sketch", dataclasses.replace(unet, cond_channels=10), dataclasses.replace(agent, sketch=True, hue_jitter=0.0)),
-        ("+ appearance jitter", dataclasses.replace(unet, cond_channels=10),
-         dataclasses.replace(agent, sketch=True, hue_jitter=0.5, colour_jitter=0.2)),
+        ("earlier", earlier_unet, dataclasses.replace(agent, mask="half", warp=False, sketch=False)),
+        ("+ face mask", earlier_unet, dataclasses.replace(agent, warp=False, sketch=False)),
+        ("+ grounded attention", dataclasses.replace(unet, cond_channels=6), dataclasses.replace(agent, warp=False, sketch=False)),
+        ("+ warped reference", dataclasses.replace(unet, cond_channels=9), dataclasses.replace(agent, sketch=False)),
+        ("+ sketch", unet, agent),
+        ("+ appearance jitter", unet, run.agent),  # = the fast preset
     ]
     return [(name, dataclasses.replace(run, unet=u, agent=a)) for name, u, a in steps]
 
@@ -71,10 +70,10 @@ def main() -> None:
         from minitalker.face_eval import evaluate_faces_real
 
         folder = Path(args.out) / name.strip("+ ").replace(" ", "_")
-        synthetic = evaluate_faces(folder / "best", clips_per_group=2, steps=10, ddpm_frames=1)
+        synthetic = evaluate_faces(folder / "best", clips_per_group=2, steps=10, guidance=1.0, ddpm_frames=1)
         results[name] = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
                          "synthetic": {g: synthetic[g] for g in ("test_sentences", "heldout_identity")},
-                         "real": evaluate_faces_real(folder / "best", steps=10)}
+                         "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0)}
         write_json(RESULTS, results)
         print(name, json.dumps(results[name]["real"], default=str)[:400])
 

@@ -52,13 +52,17 @@ class FaceAgentConfig(PresetConfig):
     mask_margin: float = 0.02  # mask="half": the cut lies this fraction of the crop above the nose tip
     blend: float = 0.04  # width (fraction of the crop) of the feather where generated and reference pixels meet
     warp: bool = True  # give the UNet the reference warped to the target landmarks (3 more channels)
-    sketch: bool = False  # give the UNet the target landmarks drawn as lines (1 more channel)
+    sketch: bool = True  # give the UNet the target landmarks drawn as lines (1 more channel)
     mouth_weight: float = 3.0  # extra loss weight inside the mouth box (0 = plain MSE)
     p_uncond: float = 0.1  # landmark dropout for classifier-free guidance
     p_neutral_reference: float = 0.5  # reference = the neutral photo (else another frame of the speaker)
-    colour_jitter: float = 0.1  # per-sample gain per channel, same for target and reference
-    hue_jitter: float = 0.0  # per-sample hue rotation (radians, uniform ±), same for target and reference
-    guidance_scale: float = 1.5  # default at sampling time (1 = no guidance)
+    colour_jitter: float = 0.2  # per-sample gain per channel (uniform ±), same on every image of a sample
+    hue_jitter: float = 0.5  # per-sample hue rotation (radians, uniform ±), same on every image of a sample
+    guidance_scale: float = 1.0  # default at sampling time (1 = no guidance: one UNet pass per step)
+
+    @classmethod
+    def full(cls) -> "FaceAgentConfig":
+        return cls(guidance_scale=1.5)  # a GPU can afford the second UNet pass of guidance
 
     def __post_init__(self):
         if self.mask not in ("face", "half"):

@@ -116,7 +116,7 @@ def test_earlier_layout_checkpoints_load_as_such_and_wrong_checkpoints_are_refus
 
     run = tiny_run(steps=1)
     run = dataclasses.replace(run, unet=dataclasses.replace(run.unet, grounded=False, cond_channels=6),
-                              agent=dataclasses.replace(run.agent, mask="half", warp=False))
+                              agent=dataclasses.replace(run.agent, mask="half", warp=False, sketch=False, hue_jitter=0.0))
     train_faces(out=tmp_path, corpus=tiny_corpus, run=run, resume=False)
     meta = json.loads((tmp_path / "best.json").read_text())
     for part, fields in EARLIER_LAYOUT.items():
@@ -127,7 +127,7 @@ def test_earlier_layout_checkpoints_load_as_such_and_wrong_checkpoints_are_refus
     unet, _, agent = load_face_agent(tmp_path / "old")
     assert (unet.cfg, agent) == (run.unet, run.agent)
     with pytest.raises(ValueError, match="condition channels"):
-        dataclasses.replace(FaceRun.preset("fast"), agent=FaceAgentConfig(sketch=True))
+        dataclasses.replace(FaceRun.preset("fast"), agent=FaceAgentConfig(sketch=False))
     with pytest.raises(ValueError, match="not a face-agent checkpoint"):
         load_face_agent(DATA_DIR / "checkpoints" / "landmarks_fast")
 

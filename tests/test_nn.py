@@ -28,7 +28,7 @@ def tiny(**kw) -> LandmarkUNet:
     return LandmarkUNet(UNetConfig(**{**TINY, **kw}))
 
 
-def inputs(B=2, size=32, cond_channels=9, seed=1):
+def inputs(B=2, size=32, cond_channels=10, seed=1):
     g = torch.Generator().manual_seed(seed)
     return dict(x_t=torch.randn(B, 3, size, size, generator=g), t=torch.randint(0, 1000, (B,), generator=g),
                 cond=torch.randn(B, cond_channels, size, size, generator=g),

@@ -32,7 +32,7 @@ from .tokenizer import LandmarkTokenizer
 class UNetConfig(PresetConfig):
     image_size: int = 64  # training crop side; any H, W divisible by 2**(len(widths) - 1) runs
     in_channels: int = 3  # the noisy target x_t
-    cond_channels: int = 9  # images concatenated to x_t: reference (3) + masked target (3) + warped reference (3)
+    cond_channels: int = 10  # concatenated to x_t: reference (3) + masked target (3) + warped reference (3) + sketch (1)
     out_channels: int = 3  # the prediction (eps, x0 or v: the diffusion schedule decides)
     widths: tuple[int, ...] = (32, 64, 128, 128)  # channels per level
     blocks_per_level: int = 1  # ResBlocks per level going down (one more going up)

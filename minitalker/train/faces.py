@@ -208,7 +208,7 @@ def check_channels(unet: UNetConfig, agent: FaceAgentConfig) -> None:
 
 
 #: What a checkpoint saved before a config field existed was trained with (the earlier layout).
-EARLIER_LAYOUT = {"unet": {"grounded": False}, "agent": {"mask": "half", "warp": False}}
+EARLIER_LAYOUT = {"unet": {"grounded": False}, "agent": {"mask": "half", "warp": False, "sketch": False, "hue_jitter": 0.0}}
 
 
 def train_faces(preset: str | None = None, out: str | Path | None = None, resume: bool = True,
@@ -250,7 +250,7 @@ def load_face_agent(path: str | Path | None = None, device=None, ema: bool = Tru
     """Load a face checkpoint (``best``/``last`` of a run, or the shipped one) → (unet, schedule, agent cfg).
 
     Tensors are read from safetensors (no unpickling); the configs from the JSON beside them. A
-    checkpoint of the earlier layout (no ``grounded``/``mask``/``warp`` fields) loads as what it is.
+    checkpoint of the earlier layout (no ``grounded``/``mask``/``warp``/``sketch`` fields) loads as what it is.
     """
     tensors, meta = load_checkpoint(path or SHIPPED, device="cpu")
     if "model_config" not in meta or "agent" not in meta["model_config"]:
