@@ -42,6 +42,7 @@ from minitalker.nn.unet import LandmarkUNet
 
 NOSE_TIP = 30  # mask="half": rows below this landmark's y are masked
 FACE_HULL = [*range(1, 16), 29]  # mask="face": jaw from below the ears round the chin, closed over the nose
+FOLD_LIMIT = 0.15  # largest fraction of the face's area the warp may fold (noisy real tracks: up to ~4%)
 
 
 @dataclass
@@ -192,15 +193,16 @@ def compose(generated: torch.Tensor, reference: torch.Tensor, soft_mask: torch.T
     return soft_mask * generated + (1 - soft_mask) * reference
 
 
-def check_warp(ref_landmarks: np.ndarray, landmarks: np.ndarray, size: int) -> None:
-    """Raise ValueError when the warp from the reference to some target folds (a face turned too far)."""
-    from minitalker.data.render import folded_triangles
+def check_warp(ref_landmarks: np.ndarray, landmarks: np.ndarray, size: int, limit: float = FOLD_LIMIT) -> None:
+    """Raise ValueError when the warp from the reference to some target folds over more than ``limit``
+    of the face's area (:func:`minitalker.data.render.folded_area`): a face turned too far."""
+    from minitalker.data.render import folded_area
 
     box = np.array([(size - 1) / 2, (size - 1) / 2, size])
-    n = folded_triangles(ref_landmarks, landmarks, size, box)  # (T,)
-    if n.any():
-        raise ValueError(f"the warp from the photo to the landmarks folds ({n.max()} triangles turn over in frame "
-                         f"{int(n.argmax())}): the face is turned too far from the camera or the landmarks are "
+    f = folded_area(ref_landmarks, landmarks, size, box)  # (T,)
+    if (f > limit).any():
+        raise ValueError(f"the warp from the photo to the landmarks folds over {f.max():.0%} of the face in frame "
+                         f"{int(f.argmax())}: the face is turned too far from the camera, or the landmarks are "
                          "tangled; use a photo that faces the camera")
 
 

@@ -329,13 +329,13 @@ def render_frames(image: np.ndarray, src_lm: np.ndarray, frame_lms: np.ndarray, 
     return frames, crop_lms
 
 
-def folded_triangles(src_lm: np.ndarray, frame_lms: np.ndarray, size: int, crop_box: np.ndarray | None = None,
-                     min_area: float = 1.0) -> np.ndarray:
-    """How many mesh triangles turn over between ``src_lm (68, 2)`` and each of ``frame_lms (T, 68, 2)`` → ``(T,)``.
+def folded_area(src_lm: np.ndarray, frame_lms: np.ndarray, size: int, crop_box: np.ndarray | None = None) -> np.ndarray:
+    """How much of the face turns over between ``src_lm (68, 2)`` and each of ``frame_lms (T, 68, 2)`` → ``(T,)``.
 
-    A triangle folds when its signed area changes sign; where that happens the warp maps two places
-    of the photo onto one and tears (a face turned far from the camera, or tangled landmarks).
-    Triangles under ``min_area`` crop pixels² in either face (closed lips, shut eyes) are ignored.
+    A mesh triangle folds when its signed area changes sign; there the warp maps two places of the
+    photo onto one. We return the area of the folded triangles over the face's area (the triangles
+    between the 68 landmarks, in the frame): a few tiny folds come with noisy detections, a large
+    fraction means a face turned far from the camera, or tangled landmarks.
     """
     src_lm, frame_lms = check_landmarks(src_lm, "src_lm"), check_landmarks(frame_lms, "frame_lms").reshape(-1, 68, 2)
     box = face_box(src_lm) if crop_box is None else np.asarray(crop_box, dtype=np.float64)
@@ -347,8 +347,9 @@ def folded_triangles(src_lm: np.ndarray, frame_lms: np.ndarray, size: int, crop_
         return ((b - a)[..., 0] * (c - a)[..., 1] - (b - a)[..., 1] * (c - a)[..., 0]) / 2
 
     a0, a1 = area(_vertices(src_lm[None], head_c, box, size)), area(_vertices(frame_lms, head_c, box, size))
-    big = (np.abs(a0) >= min_area) & (np.abs(a1) >= min_area)
-    return ((np.sign(a0) != np.sign(a1)) & big).sum(1)
+    face = (tris < 68).all(1)  # (N,) triangles between landmarks
+    folded = (np.sign(a0) != np.sign(a1)) & (a0 != 0)
+    return (np.abs(a1) * folded).sum(1) / np.maximum((np.abs(a1) * face).sum(1), 1e-9)
 
 
 def render_clip(speech, face, size: int = 64, seed: int = 0) -> RenderedClip:
