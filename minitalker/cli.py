@@ -77,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="checkpoint path without suffix (default: the shipped fast one)")
     p.add_argument("--corpus", choices=("fast", "full"), help="corpus preset (default: $MINITALKER_PRESET)")
     p.add_argument("--clips", type=int, default=4, help="held-out clips per group")
-    p.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    p.add_argument("--steps", type=int, help="DDIM steps (default: 25; 10 with --real)")
     p.add_argument("--ddpm-frames", type=int, default=8, help="frames also sampled by 1000-step DDPM (slow on CPU)")
+    p.add_argument("--real", action="store_true",
+                   help="score on real material instead: the carphone clip re-enacted, and unseen photos (grace_hopper "
+                        "and $MINITALKER_REAL_PHOTOS) driven by a real voice: obedience, tint, identity")
+    p.add_argument("--frames", type=int, help="with --real: carphone frames to re-enact (default: all 120)")
     p.add_argument("--json", help="also write the results as JSON here")
     p.set_defaults(func=_evaluate_faces)
     # Each room adds its leaves below: p = data_cmds.add_parser(...); p.set_defaults(func=...),
@@ -164,11 +168,18 @@ def _train_faces(args) -> None:
 
 def _evaluate_faces(args) -> None:
     from minitalker.io import write_json
-    from minitalker.train.faces import evaluate_faces, format_face_results
 
-    results = evaluate_faces(args.checkpoint, args.corpus, clips_per_group=args.clips, steps=args.steps,
-                             ddpm_frames=args.ddpm_frames)
-    print(format_face_results(results))
+    if args.real:
+        from minitalker.face_eval import evaluate_faces_real, format_real_results
+
+        results = evaluate_faces_real(args.checkpoint, n_frames=args.frames, steps=args.steps or 10)
+        print(format_real_results(results))
+    else:
+        from minitalker.train.faces import evaluate_faces, format_face_results
+
+        results = evaluate_faces(args.checkpoint, args.corpus, clips_per_group=args.clips, steps=args.steps or 25,
+                                 ddpm_frames=args.ddpm_frames)
+        print(format_face_results(results))
     if args.json:
         write_json(args.json, results)
 
