@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--out", default="outputs/ablation", help="run folders")
     ap.add_argument("--no-train", action="store_true", help="only score rows already trained")
     ap.add_argument("--no-eval", action="store_true", help="only train (e.g. rows split over processes)")
+    ap.add_argument("--photos", type=int, default=3, help="unseen real photos to score (of face_eval.real_photos())")
     args = ap.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     chosen = [r for k, r in enumerate(rows()) if args.rows is None or k in args.rows]
@@ -67,13 +68,15 @@ def main() -> None:
             train_faces(out=folder, run=run, stop_at=args.steps)
             print(f"{name}: trained {args.steps} steps in {time.time() - t0:.0f} s")
     for name, run in [] if args.no_eval else chosen:
-        from minitalker.face_eval import evaluate_faces_real
+        from minitalker.face_eval import evaluate_faces_real, real_photos
+
+        photos = dict(list(real_photos().items())[:args.photos])
 
         folder = Path(args.out) / name.strip("+ ").replace(" ", "_")
         synthetic = evaluate_faces(folder / "best", clips_per_group=2, steps=10, guidance=1.0, ddpm_frames=1)
         results[name] = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
                          "synthetic": {g: synthetic[g] for g in ("test_sentences", "heldout_identity")},
-                         "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0)}
+                         "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos)}
         write_json(RESULTS, results)
         print(name, json.dumps(results[name]["real"], default=str)[:400])
 
