@@ -303,3 +303,21 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tiny_corpus, tmp_path):
     assert meta["world_size"] == 2 and meta["step"] == 3
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(tensors["model." + k], v, rtol=0, atol=2e-5, msg=k)
+
+
+def test_shipped_checkpoint_animates_an_unseen_real_photo_from_a_real_voice():
+    """Issue 11's targets on the one unseen real photo every install has (Grace Hopper), driven by agent 1
+    from a real recording (CMU ARCTIC): the mouth that dlib measures on the generated frames follows the
+    driving landmarks (r >= 0.8), the skin keeps the photo's colour (tint < 5 dE) and the person stays
+    the person (dlib identity distance < 0.5)."""
+    pytest.importorskip("dlib")
+    from minitalker.face_eval import arctic_audio, unseen_photos
+    from minitalker.nn.landmark_transformer import load_landmark_model
+
+    from minitalker.data.faces import load_face
+
+    unet, schedule, agent = load_face_agent()
+    photo = {"grace_hopper": load_face("grace_hopper")[0]}
+    row = unseen_photos(unet, schedule, agent, load_landmark_model(), photo, arctic_audio())["photos"]["grace_hopper"]
+    assert row["r"] >= 0.8 and row["slope"] > 0.3, row
+    assert row["tint"] < 5 and row["identity"] < 0.5, row
