@@ -149,19 +149,21 @@ def face_masks(landmarks: np.ndarray, ref_landmarks: np.ndarray, size: int,
     return (soft > 0).float(), soft
 
 
-def warp_reference(reference: np.ndarray, ref_landmarks: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+def warp_reference(reference: np.ndarray, ref_landmarks: np.ndarray, landmarks: np.ndarray,
+                   mouth: bool = False) -> np.ndarray:
     """The reference crop ``(S, S, 3)`` uint8 warped to each target ``(T, 68, 2)`` → ``(T, S, S, 3)`` uint8.
 
     The corpus renderer's piecewise-affine warp (:func:`minitalker.data.render.render_frames`) with
     the crop itself as the image (box centre ``(S - 1) / 2``, side ``S``: crop pixel = image pixel)
-    and no painted mouth: where the lips part, the warp stretches the lip line, and the UNet paints.
+    and no painted mouth: where the lips part, the warp stretches the lip line, and the UNet paints
+    (``mouth=True`` paints the renderer's mouth, as :mod:`minitalker.face_eval` does for its ceiling).
     """
     from minitalker.data.render import render_frames
 
     size = reference.shape[0]
     lm = check_landmarks(np.asarray(landmarks)).reshape(-1, 68, 2)
     box = np.array([(size - 1) / 2, (size - 1) / 2, size])
-    return render_frames(reference, check_landmarks(ref_landmarks), lm, size, box, mouth=False)[0]
+    return render_frames(reference, check_landmarks(ref_landmarks), lm, size, box, mouth=mouth)[0]
 
 
 def sketch(landmarks: np.ndarray, size: int, device=None) -> torch.Tensor:

@@ -329,10 +329,9 @@ def warped_reference(reference: np.ndarray, ref_landmarks: np.ndarray, landmarks
     map to themselves). Why: a generator that moved the mouth exactly as asked would look like this,
     so the obedience measured on it is what the measure can reach for this photo and this voice.
     """
-    from minitalker.data.render import render_frames
+    from minitalker.face_agent import warp_reference
 
-    S = reference.shape[0]
-    return render_frames(reference, ref_landmarks, landmarks, S, crop_box=np.array([S / 2 - 0.5, S / 2 - 0.5, S]))[0]
+    return warp_reference(reference, ref_landmarks, landmarks, mouth=True)
 
 
 def unseen_photos(unet, schedule, agent_cfg, landmark_model, photos: dict[str, np.ndarray],
