@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = evaluate_cmds.add_parser("landmarks", help="agent 1 vs copy / mean-mouth / ridge baselines, per phoneme class")
     p.add_argument("--checkpoint", help="checkpoint path without suffix (default: the shipped fast one)")
     p.add_argument("--corpus", choices=("fast", "full"), help="corpus preset (default: the one it was trained on)")
+    p.add_argument("--real", action="store_true", help="score on real human speech instead (CMU ARCTIC with phone "
+                   "timings): lip closure on p/b/m vs open vowels, open-vowel r, audio-visual offset")
     p.add_argument("--json", help="also write the results as JSON here")
     p.set_defaults(func=_evaluate_landmarks)
     p = train_cmds.add_parser("faces", help="train agent 2, the landmark-conditioned face diffusion UNet")
@@ -154,8 +156,14 @@ def _evaluate_landmarks(args) -> None:
     from minitalker.train.landmarks import evaluate_landmarks, format_results
 
     model = load_landmark_model(args.checkpoint)
-    results = evaluate_landmarks(model, args.corpus)  # None: the corpus it was trained on
-    print(format_results(results))
+    if args.real:
+        from minitalker.lipsync import evaluate_landmarks_real, format_lipsync
+
+        results = evaluate_landmarks_real(model)
+        print(format_lipsync(results))
+    else:
+        results = evaluate_landmarks(model, args.corpus)  # None: the corpus it was trained on
+        print(format_results(results))
     if args.json:
         write_json(args.json, results)
 

