@@ -60,10 +60,10 @@ def test_stream_shapes():
 
 
 def test_loader_round_trip(weights, tmp_path):
-    model = load_syncnet(weights)
+    model, state = load_syncnet(weights), _random_state()
     assert not model.training
-    assert all(torch.equal(v, _random_state()[k]) for k, v in model.state_dict().items())
-    old = {k: v for k, v in _random_state().items() if not k.endswith("num_batches_tracked")}  # as saved by torch < 0.4.1,
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}  # as saved by torch < 0.4.1,
     torch.save(old, tmp_path / "old.model", _use_new_zipfile_serialization=False)  # in the legacy format
     assert torch.equal(load_syncnet(tmp_path / "old.model").netcnnlip[0].weight, old["netcnnlip.0.weight"])
 
