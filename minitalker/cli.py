@@ -87,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="with --real: carphone frames to re-enact (default: all 120)")
     p.add_argument("--json", help="also write the results as JSON here")
     p.set_defaults(func=_evaluate_faces)
+    p = evaluate_cmds.add_parser("sync", help="SyncNet lip-sync scores of a video with sound: LSE-D, LSE-C and the "
+                                              "audio-visual offset, as Wav2Lip reports them")
+    p.add_argument("--syncnet", required=True, help="syncnet_v2.model (from syncnet_python's download_model.sh; "
+                   "never downloaded here)")
+    p.add_argument("--video", required=True, help="a video with sound, e.g. from `minitalker generate`")
+    face = p.add_mutually_exclusive_group()
+    face.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                      help="the face box in pixels, the same in every frame (default: dlib on every frame)")
+    face.add_argument("--full-frame", action="store_true",
+                      help="the video is already a face crop (generate --crop): score whole frames")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.set_defaults(func=_evaluate_sync)
     # Each room adds its leaves below: p = data_cmds.add_parser(...); p.set_defaults(func=...),
     # with the handler importing its module lazily so that `minitalker --help` stays fast.
     return parser
@@ -188,6 +200,16 @@ def _evaluate_faces(args) -> None:
         results = evaluate_faces(args.checkpoint, args.corpus, clips_per_group=args.clips, steps=args.steps or 25,
                                  ddpm_frames=args.ddpm_frames)
         print(format_face_results(results))
+    if args.json:
+        write_json(args.json, results)
+
+
+def _evaluate_sync(args) -> None:
+    from minitalker.io import write_json
+    from minitalker.syncnet import evaluate_sync, format_sync, load_syncnet
+
+    results = evaluate_sync(load_syncnet(args.syncnet), args.video, box=args.box, full_frame=args.full_frame)
+    print(format_sync(results))
     if args.json:
         write_json(args.json, results)
 
