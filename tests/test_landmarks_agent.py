@@ -34,6 +34,45 @@ def test_samples_are_a_function_of_the_seed(tiny_corpus):
     assert float(a["mel"].min()) >= np.log(1e-6) - 1e-4  # augmentation never goes below the floor
 
 
+def test_stretch_keeps_sound_and_landmarks_in_step():
+    """A click at 1.00 s and the mouth opening at the same moment: played 1.25x faster, both move to 0.80 s."""
+    from minitalker.data.datasets import stretch
+
+    mel = np.zeros((201, 80), np.float32)  # 2 s: mel frame j is at j * 10 ms
+    mel[100] = 1.0
+    target = np.zeros((50, 68, 2), np.float32)  # video frame i stands for (i + 0.5) / 25 s
+    target[24:26, 66, 1] = 1.0  # frames at 0.98 s and 1.02 s
+    fast_mel, fast_target = stretch(mel, target, 1.25)
+    assert fast_mel.shape == (161, 80) and fast_target.shape == (40, 68, 2)
+    assert np.argmax(fast_mel[:, 0]) == 80  # 0.80 s
+    peak = np.sum(np.arange(40) * fast_target[:, 66, 1]) / fast_target[:, 66, 1].sum()  # centre of the opening
+    assert abs((peak + 0.5) / 25 - 0.80) < 0.01
+
+
+def test_frequency_warp_moves_a_formant_up_or_down():
+    from minitalker.data.datasets import _mel_centres, warp_frequencies
+
+    mel = np.zeros((3, 20, 80), np.float32)
+    mel[..., 30] = 1.0
+    f = _mel_centres(80)
+    for alpha in (0.85, 1.15):
+        peak = np.argmax(warp_frequencies(mel, alpha)[0, 0])
+        assert abs(f[peak] / f[30] - alpha) < 0.05, (alpha, f[peak] / f[30])
+
+
+def test_non_speech_chunks_ask_for_the_resting_mouth_and_band_limits_empty_the_top_bins(tiny_corpus):
+    from minitalker.data.datasets import _mel_centres
+
+    data = LandmarkClips(splits(tiny_corpus)["train"])
+    quiet = dict(p_noise=0.0, p_pause=0.0, level_db=0.0, tilt_db=0.0)
+    batch = data.batch(list(range(4)), 8, MelAugment(**quiet, p_nonspeech=1.0))
+    assert np.array_equal(batch["target"], batch["reference"][:, None].expand_as(batch["target"]))
+    batch = data.batch(list(range(4)), 8, MelAugment(**quiet, p_band=1.0, band_hz=(4000.0, 4000.0)))
+    top = _mel_centres(80) > 4000
+    assert np.all(batch["mel"][..., top].numpy() == np.float32(data.floor))
+    assert np.any(batch["mel"][..., ~top].numpy() > data.floor + 3)
+
+
 def test_agent_1_hears_more_voices_but_no_other_sentence_splits():
     """landmark_corpus: each sentence several times, with the preset's own split of sentences."""
     from minitalker.data.corpus import CorpusConfig, plan_clips

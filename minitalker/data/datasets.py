@@ -14,6 +14,7 @@ are removed, so the model only learns what speech changes. Samples are drawn fro
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,22 @@ class MelAugment:
       only short pauses, so without this a long silence was never seen (measured: the mouth stayed
       half open, 0.05 of the eye distance, on 2 s of silence).
 
-    No time-stretch: the corpus already speaks at 140-190 words per minute with several voices.
+    Speaker and channel changes, so that a human voice is not a new world (our choice, measured on
+    real speech: see the README's agent-1 table):
+
+    * an **equaliser**: a smooth random gain over the mel bins, the sum of ``eq_bands`` cosines of
+      random phase with amplitudes ``U(±eq_db)`` (microphones, rooms and voices colour the spectrum
+      by more than a tilt; CMU ARCTIC's differs from the corpus's by up to 8 dB around 1 kHz);
+    * a **frequency warp** (vocal-tract length, as VTLP): the spectrum is read at ``f / α`` with
+      ``log α ~ U(±log(1 + warp))``, moving formants by up to ``warp`` in either direction;
+    * a **speed change** (:meth:`stretch`, applied to whole clips): audio and landmarks are resampled
+      in time by ``s`` with ``log s ~ U(±log(1 + speed))``: espeak's 140-190 words a minute are
+      slow and regular next to people reading aloud;
+    * on a fraction ``p_band`` of the samples, **band-limiting**: every bin above a cutoff
+      ``U(band_hz)`` drops to the floor (telephone and low-rate recordings end at 3.4-4 kHz);
+    * on a fraction ``p_nonspeech`` of the samples, **sound that is not speech**
+      (:func:`nonspeech`: noise, hum, tones and chords) and the resting mouth as the target: without
+      it, white noise opened the mouth 0.04 of the eye distance, two thirds of a real open vowel.
     """
 
     level_db: float = 6.0
@@ -53,15 +69,105 @@ class MelAugment:
     hum_db: float = 30.0
     p_noise: float = 0.5
     p_pause: float = 0.1
+    eq_db: float = 0.0
+    eq_bands: int = 3
+    warp: float = 0.0
+    speed: float = 0.0
+    p_band: float = 0.0
+    band_hz: tuple[float, float] = (3400.0, 6000.0)
+    p_nonspeech: float = 0.0
+
+    def stretch(self, mel: np.ndarray, target: np.ndarray, rng: np.random.Generator,
+                frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`stretch` a clip by a random factor; a clip that would end up shorter than ``frames`` stays as it is."""
+        if not self.speed:
+            return mel, target
+        out = stretch(mel, target, float(np.exp(rng.uniform(-1, 1) * np.log1p(self.speed))))
+        return out if len(out[1]) >= frames else (mel, target)
 
     def __call__(self, mel: np.ndarray, rng: np.random.Generator, floor: float) -> np.ndarray:
         nat = np.log(10) / 10  # 1 dB of power in natural-log units
         n_mels = mel.shape[-1]
+        if self.warp:
+            mel = warp_frequencies(mel, float(np.exp(rng.uniform(-1, 1) * np.log1p(self.warp))))
+        if self.p_band and rng.random() < self.p_band:  # everything above the cutoff is gone
+            mel = np.where(_mel_centres(n_mels) > rng.uniform(*self.band_hz), floor, mel)
         g = rng.uniform(-self.level_db, self.level_db) * nat
         tilt = rng.uniform(-self.tilt_db, self.tilt_db) * nat * (np.arange(n_mels) / (n_mels - 1) - 0.5)  # (80,)
+        if self.eq_db:  # smooth random equaliser: sum_b a_b cos(π (b + 1) k / n + φ_b)
+            k = np.arange(n_mels) / n_mels
+            for b in range(self.eq_bands):
+                tilt = tilt + rng.uniform(-self.eq_db, self.eq_db) * nat * np.cos(np.pi * (b + 1) * k
+                                                                                + rng.uniform(0, 2 * np.pi))
         hum = rng.uniform(0, self.hum_db) * (1 - np.arange(n_mels) / (n_mels - 1))  # (80,) most in the lowest band
         noise = np.exp(floor + (rng.uniform(*self.noise_db) + hum) * nat) if rng.random() < self.p_noise else 0.0
         return np.maximum(np.log(np.exp(mel + g + tilt) + noise), floor).astype(np.float32)
+
+
+def nonspeech(seconds: float, rng: np.random.Generator, sr: int = 16000) -> np.ndarray:
+    """A random sound that is not speech, ``(N,)`` float32: white, pink or brown noise, mains hum,
+    or a tune of tones and chords (a few harmonics each, notes held 0.1-0.6 s), at a random level.
+
+    Noise has no formants and tunes hold steady pitches with no syllable rhythm; the mouth should
+    stay at rest on all of them (our choice of what "non-speech" covers, kept short).
+    """
+    n = int(seconds * sr)
+    kind = rng.integers(4)
+    if kind == 0:  # white, pink (1/f) or brown (1/f²) noise, shaped in the frequency domain
+        spec = rng.normal(size=n // 2 + 1) + 1j * rng.normal(size=n // 2 + 1)
+        y = np.fft.irfft(spec / np.maximum(np.arange(n // 2 + 1), 1) ** (rng.integers(3) / 2), n)
+    elif kind == 1:  # mains hum with its harmonics
+        t = np.arange(n) / sr
+        y = sum(rng.uniform(0, 1) / (h + 1) * np.sin(2 * np.pi * rng.choice([50, 60]) * (h + 1) * t) for h in range(4))
+    else:  # a tune: notes (kind 2) or chords of 3 (kind 3), each with a few decaying harmonics
+        y = np.zeros(n)
+        start = 0
+        while start < n:
+            length = int(rng.uniform(0.1, 0.6) * sr)
+            t = np.arange(length) / sr
+            for f0 in 110 * 2 ** (rng.integers(0, 36, size=1 if kind == 2 else 3) / 12):  # A2 to A5
+                y[start:start + length] += sum(np.sin(2 * np.pi * f0 * h * t)[:n - start] / h ** rng.uniform(1, 3)
+                                               for h in range(1, 5))
+            start += length
+    return (y / (np.abs(y).max() + 1e-9) * 10 ** rng.uniform(-2, -0.3)).astype(np.float32)
+
+
+def _resample(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``x`` read at fractional positions ``pos`` along its first axis, linearly, edges clamped."""
+    pos = np.clip(pos, 0, len(x) - 1)
+    i0 = np.minimum(pos.astype(int), len(x) - 2) if len(x) > 1 else np.zeros(len(pos), int)
+    w = (pos - i0).reshape(-1, *([1] * (x.ndim - 1)))
+    return ((1 - w) * x[i0] + w * x[np.minimum(i0 + 1, len(x) - 1)]).astype(x.dtype)
+
+
+def stretch(mel: np.ndarray, target: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's log-mel ``(M, 80)`` and landmarks ``(T, 68, 2)`` played ``s`` times faster.
+
+    New time ``τ`` shows original time ``s·τ``: mel frame ``j`` (at ``j·hop``) reads original frame
+    ``s·j``, video frame ``i`` (midpoint ``(i + ½)/fps``) original frame ``s·(i + ½) - ½``; linear
+    interpolation. Lengths: ``(M - 1)/s + 1`` mel frames and ``T/s`` video frames (rounded down).
+    """
+    n_mel, n_frames = int((len(mel) - 1) / s) + 1, int(len(target) / s)
+    return _resample(mel, s * np.arange(n_mel)), _resample(target, s * (np.arange(n_frames) + 0.5) - 0.5)
+
+
+def warp_frequencies(mel: np.ndarray, alpha: float) -> np.ndarray:
+    """Log-mel ``(..., 80)`` with every frequency scaled by ``alpha``: bin ``k`` reads the bin at ``f_k / alpha``.
+
+    ``alpha > 1`` moves formants up (a shorter vocal tract), ``< 1`` down; bins beyond the edges repeat them.
+    """
+    f = _mel_centres(mel.shape[-1])  # (80,) Hz
+    src = np.interp(f / alpha, f, np.arange(len(f)))  # fractional source bin of each bin
+    return np.moveaxis(_resample(np.moveaxis(mel, -1, 0), src), 0, -1)
+
+
+@functools.cache
+def _mel_centres(n_mels: int) -> np.ndarray:
+    """Centre frequency (Hz) of each mel bin of the default AudioConfig: ``(n_mels,)``."""
+    import librosa
+
+    cfg = AudioConfig()
+    return librosa.mel_frequencies(n_mels + 2, fmin=cfg.fmin, fmax=cfg.fmax)[1:-1]
 
 
 class LandmarkClips:
@@ -112,12 +218,19 @@ class LandmarkClips:
         if not starts.any():
             raise ValueError(f"every clip is shorter than {frames} frames: use a smaller clip_frames")
         i = rng.choice(len(starts), p=starts / starts.sum())
-        k = frames // 4
-        s = int(np.clip(rng.integers(-k, starts[i] + k), 0, starts[i] - 1))
-        mel, target = self.windows(i)[s:s + frames], self.target[i][s:s + frames]
+        mel, target = self.mel[i], self.target[i]  # (M, 80), (T, 68, 2)
+        if augment is not None:
+            mel, target = augment.stretch(mel, target, rng, frames)
+        k, n = frames // 4, len(target) - frames + 1
+        s = int(np.clip(rng.integers(-k, n + k), 0, n - 1))
+        mel = frame_windows(mel, len(target), self.audio_cfg)[s:s + frames]
+        target = target[s:s + frames]
         if augment is not None:
             if rng.random() < augment.p_pause:  # a pause: no sound, the mouth at rest
                 mel, target = np.full_like(mel, self.floor), np.repeat(self.reference[i][None], frames, 0)
+            elif augment.p_nonspeech and rng.random() < augment.p_nonspeech:  # not speech: the mouth at rest
+                sound = log_mel(nonspeech((frames + 6) / FPS, rng), self.audio_cfg)
+                mel, target = frame_windows(sound, frames, self.audio_cfg), np.repeat(self.reference[i][None], frames, 0)
             mel = augment(mel, rng, self.floor)
         return mel, self.reference[i], target
 

@@ -48,7 +48,12 @@ class LandmarkTrainConfig(TrainConfig):
     corpus: str = "fast"  # corpus preset whose sentences and splits agent 1 uses (see landmark_corpus)
     voices_per_sentence: int = 5  # each sentence spoken this many times, by random voices, rates, pitches
     velocity_weight: float = 1.0  # loss = L1(positions) + velocity_weight · L1(velocities)
-    augment: bool = True  # MelAugment on training chunks
+    augment: bool = True  # MelAugment on training chunks, with the speaker and channel changes below
+    speed: float = 0.3  # MelAugment.speed: clips played up to 1.3x faster or slower
+    freq_warp: float = 0.15  # MelAugment.warp: formants moved by up to 15%
+    eq_db: float = 4.0  # MelAugment.eq_db: a smooth random equaliser of up to 3 x 4 dB
+    p_band: float = 0.2  # MelAugment.p_band: this fraction of chunks band-limited to 3.4-6 kHz
+    p_nonspeech: float = 0.1  # MelAugment.p_nonspeech: this fraction of chunks noise, hum or tunes, mouth at rest
     eval_every: int = 0  # 0 = once per epoch (an epoch = as many frames as the training split holds)
     ckpt_every: int = 0  # 0 = once per epoch
 
@@ -251,7 +256,8 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
         ridge = Ridge(train, val)
         model.init_linear(ridge.w, ridge.mx, ridge.my)
         model.linear.requires_grad_(False)
-    augment = MelAugment() if cfg.augment else None
+    augment = MelAugment(speed=cfg.speed, warp=cfg.freq_warp, eq_db=cfg.eq_db, p_band=cfg.p_band,
+                         p_nonspeech=cfg.p_nonspeech) if cfg.augment else None
 
     def batch_fn(seeds):
         return train.batch(seeds, model_cfg.clip_frames, augment)

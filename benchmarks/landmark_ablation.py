@@ -1,0 +1,72 @@
+"""Agent 1 on real voices: what each speaker/channel augmentation buys, at the same training budget.
+
+Rows are cumulative (issue 15's ablation), each the fast preset trained for ``--steps`` steps (its
+own cosine schedule, seed 0, same corpus):
+
+0. ``earlier``: the earlier augmentation only (level, tilt, noise, pauses);
+1. ``+ equaliser``: a smooth random gain over the mel bins (``eq_db``);
+2. ``+ frequency warp``: formants moved by up to 15% (VTLP, ``freq_warp``);
+3. ``+ speed``: clips played up to 1.3x faster or slower (``speed``);
+4. ``+ band-limits, non-speech``: 20% of chunks band-limited, 10% noise, hum or tunes with the mouth
+   at rest (``p_band``, ``p_nonspeech``) = the fast preset.
+
+Each row is scored on the real set (:func:`minitalker.lipsync.evaluate_landmarks_real`: closure /
+open-vowel opening ratio, open-vowel r, AV offset) and on the synthetic test set
+(:func:`minitalker.train.landmarks.evaluate_landmarks`: mouth error and its gain over the best
+baseline). Writes ``benchmarks/results/landmark_ablation.json``. Usage:
+``OMP_NUM_THREADS=1 python benchmarks/landmark_ablation.py [--steps 1200] [--rows 0 1 ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from minitalker.io import write_json
+from minitalker.lipsync import evaluate_landmarks_real, format_lipsync
+from minitalker.nn.landmark_transformer import model_from_checkpoint
+from minitalker.train.landmarks import LandmarkTrainConfig, evaluate_landmarks, train_landmarks
+
+RESULTS = Path(__file__).parent / "results" / "landmark_ablation.json"
+
+
+def rows(steps: int) -> list[tuple[str, LandmarkTrainConfig]]:
+    """The cumulative training configurations, from the earlier augmentation to the fast preset's."""
+    fast = dataclasses.replace(LandmarkTrainConfig.fast(), steps=steps)
+    speech_only = dataclasses.replace(fast, p_band=0.0, p_nonspeech=0.0)
+    return [("earlier", dataclasses.replace(speech_only, eq_db=0.0, freq_warp=0.0, speed=0.0)),
+            ("+ equaliser", dataclasses.replace(speech_only, freq_warp=0.0, speed=0.0)),
+            ("+ frequency warp", dataclasses.replace(speech_only, speed=0.0)),
+            ("+ speed", speech_only),
+            ("+ band-limits, non-speech", fast)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=1200, help="training steps per row")
+    ap.add_argument("--rows", type=int, nargs="*", help="row indices (default: all)")
+    ap.add_argument("--out", default="outputs/landmark_ablation", help="run folders")
+    args = ap.parse_args()
+    table = rows(args.steps)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for i in args.rows if args.rows is not None else range(len(table)):
+        name, cfg = table[i]
+        start = time.time()
+        run = train_landmarks("fast", Path(args.out) / f"row{i}", resume=True, train_cfg=cfg)
+        minutes = (time.time() - start) / 60
+        model = model_from_checkpoint(run / "best")
+        real, synthetic = evaluate_landmarks_real(model), evaluate_landmarks(model)
+        print(f"## {i}: {name} ({args.steps} steps, {minutes:.1f} min)\n{format_lipsync(real)}\n"
+              f"synthetic: {synthetic['improvement']}")
+        results[name] = {"row": i, "steps": args.steps, "train_minutes": round(minutes, 1),
+                         "real": real["overall"], "real_recordings": real["recordings"],
+                         "synthetic_error": synthetic["test_sentences"]["model"]["mouth_error"],
+                         "synthetic_gain": synthetic["improvement"]}
+        write_json(RESULTS, dict(sorted(results.items(), key=lambda kv: kv[1]["row"])))
+
+
+if __name__ == "__main__":
+    main()
