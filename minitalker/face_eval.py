@@ -335,7 +335,8 @@ def warped_reference(reference: np.ndarray, ref_landmarks: np.ndarray, landmarks
 
 
 def unseen_photos(unet, schedule, agent_cfg, landmark_model, photos: dict[str, np.ndarray],
-                  audio: np.ndarray | None = None, steps: int = 10, guidance: float | None = None) -> dict:
+                  audio: np.ndarray | None = None, steps: int = 10, guidance: float | None = None,
+                  phones: list[tuple[str, float, float]] | None = None) -> dict:
     """Photos of people agent 2 never saw, each driven by agent 1 from a real voice.
 
     Per photo ``(H, W, 3)`` uint8: dlib's 68 points → aligned crop at the UNet's size (the reference)
@@ -343,16 +344,22 @@ def unseen_photos(unet, schedule, agent_cfg, landmark_model, photos: dict[str, n
     generates ``T`` frames → obedience (r, slope) of the opening measured on them to the predicted
     one, lower-face tint ΔE and median identity distance to the reference crop; and ``warp_r``,
     ``warp_slope``: the same obedience on :func:`warped_reference` (the measure's ceiling here: agent
-    1's openings span only ~0.1 inter-ocular distances, where dlib's noise matters). Returns
-    ``{"photos": {name: {...}}, "median": {"r", "slope", "tint", "identity", "warp_r", "warp_slope"},
-    "frames", "seconds"}``.
+    1's openings span only ~0.1 inter-ocular distances, where dlib's noise matters). Lip-sync of the
+    whole pipeline, on the opening measured on the generated frames (:mod:`minitalker.lipsync`):
+    ``sync_offset`` (frames; 0 = in sync with the audio's energy) and, when the phones of ``audio``
+    are known (``phones``; those of :func:`arctic_audio` by default), ``closure_ratio`` and
+    ``open_vowel_r``. Returns ``{"photos": {name: {...}}, "median": {...}, "frames", "seconds"}``.
     """
+    from minitalker.data.real_speech import frame_phones, load_phones
+    from minitalker.lipsync import av_offset, frame_energy, lipsync_scores
+
     from minitalker.landmarks.detect import detect_landmarks
     from minitalker.nn.landmark_transformer import predict_landmarks
     from minitalker.video import aligned_crops
 
     start = time.perf_counter()
-    audio = arctic_audio() if audio is None else audio
+    if audio is None:
+        audio, phones = arctic_audio(), load_phones("arctic_a0007") if phones is None else phones
     rows = {}
     for name, photo in photos.items():
         lm = detect_landmarks(photo, backend="dlib").landmarks  # (1, 68, 2)
@@ -361,12 +368,20 @@ def unseen_photos(unet, schedule, agent_cfg, landmark_model, photos: dict[str, n
         driving = predict_landmarks(landmark_model, audio, ref_lm)  # (T, 68, 2) crop px
         gen = _generate(unet, schedule, agent_cfg, ref, ref_lm, driving, steps, guidance)
         ceiling = obedience(measure_openings(warped_reference(ref, ref_lm, driving), driving), mouth_opening(driving))
-        rows[name] = {**obedience(measure_openings(gen, driving), mouth_opening(driving)),
+        measured, energy = measure_openings(gen, driving), frame_energy(audio, len(driving))  # (T,), (T,)
+        if phones:
+            sync = lipsync_scores(measured, frame_phones(phones, len(driving)), energy)
+            sync = {"sync_offset": sync["offset"], "closure_ratio": sync["closure_ratio"],
+                    "open_vowel_r": sync["open_vowel_r"]}
+        else:
+            sync = {"sync_offset": av_offset(energy, measured)[0]}
+        rows[name] = {**obedience(measured, mouth_opening(driving)), **sync,
                       "tint": lower_face_tint(gen, ref, driving, ref_lm),
                       "identity": float(np.median(identity_distance(gen, ref, driving, ref_lm))),
                       "warp_r": ceiling["r"], "warp_slope": ceiling["slope"],
                       "driving_range": float(np.ptp(mouth_opening(driving)))}
-    keys = ("r", "slope", "tint", "identity", "warp_r", "warp_slope")
+    keys = [k for k in ("r", "slope", "tint", "identity", "warp_r", "warp_slope", "sync_offset", "closure_ratio",
+                        "open_vowel_r") if rows and k in next(iter(rows.values()))]
     return {"photos": rows, "median": {k: float(np.median([r[k] for r in rows.values()])) for k in keys},
             "frames": len(driving) if photos else 0, "seconds": time.perf_counter() - start}
 
@@ -423,7 +438,8 @@ def format_real_results(results: dict) -> str:
         return f"  {label:16}" + "".join(f"{m[k]:{w}.{d}f}" if k in m else f"{'-':>{w}}" for k, w, d in cols)
 
     car = (("mouth_psnr", 11, 2), ("psnr", 8, 2), ("r", 7, 3), ("slope", 7, 3), ("tint", 7, 2), ("identity", 9, 3))
-    pho = (("r", 7, 3), ("slope", 7, 3), ("tint", 7, 2), ("identity", 9, 3), ("warp_r", 8, 3), ("warp_slope", 11, 3))
+    pho = (("r", 7, 3), ("slope", 7, 3), ("tint", 7, 2), ("identity", 9, 3), ("warp_r", 8, 3), ("warp_slope", 11, 3),
+           ("sync_offset", 12, 0), ("closure_ratio", 14, 2), ("open_vowel_r", 13, 2))
     lines = [f"agent 2 on real material ({results['checkpoint']}; DDIM {results['steps']} steps, "
              f"guidance {results['guidance']})",
              f"carphone self-reenactment: {c['frames']} frames, reference frame {c['reference_frame']}, "
@@ -435,5 +451,6 @@ def format_real_results(results: dict) -> str:
     lines += [row(name, m, pho) for name, m in [*u["photos"].items(), ("median", u["median"])]]
     lines.append(f"r, slope: measured vs driving mouth opening (1 = obeys fully); tint: CIE-Lab ΔE of the lower face "
                  f"(2.3 = just noticeable); identity: dlib embedding distance (< {SAME_PERSON} = same person); "
-                 "warp_r/slope: the same measure on the photo warped to the landmarks (its ceiling)")
+                 "warp_r/slope: the same measure on the photo warped to the landmarks (its ceiling); sync_offset, "
+                 "closure_ratio, open_vowel_r: lip-sync of the generated frames (minitalker.lipsync)")
     return "\n".join(lines)

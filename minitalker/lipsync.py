@@ -37,12 +37,14 @@ def av_offset(energy: np.ndarray, opening: np.ndarray, max_lag: int = MAX_LAG) -
     """The lag ``k`` in ``[-max_lag, max_lag]`` maximising ``corr(energy[t], opening[t + k])``, and that curve.
 
     ``k > 0``: the mouth opens ``k`` frames after the sound gets loud (lags it); ``k < 0``: before.
+    Short tracks search at most ``T // 3`` frames; where no lag correlates (a still mouth), 0.
     """
     T = min(len(energy), len(opening))
-    lags = np.arange(-max_lag, max_lag + 1)
-    corr = np.array([np.corrcoef(energy[max(0, -k):T - max(0, k)], opening[max(0, k):T - max(0, -k)])[0, 1]
-                     for k in lags])
-    return int(lags[np.nanargmax(corr)]), corr
+    lags = np.arange(-min(max_lag, T // 3), min(max_lag, T // 3) + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.array([np.corrcoef(energy[max(0, -k):T - max(0, k)], opening[max(0, k):T - max(0, -k)])[0, 1]
+                         for k in lags])
+    return (int(lags[np.nanargmax(corr)]) if np.isfinite(corr).any() else 0), corr
 
 
 def lipsync_scores(opening: np.ndarray, phones: list[str], energy: np.ndarray) -> dict:

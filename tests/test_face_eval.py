@@ -135,7 +135,11 @@ def test_unseen_photos_smoke(shipped):
     out = fe.unseen_photos(*shipped, load_landmark_model(), photos, fe.arctic_audio()[:4000], steps=2)
     assert out["frames"] == 6  # 0.25 s at 25 fps
     assert set(out["photos"]["grace_hopper"]) >= {"r", "slope", "tint", "identity", "warp_r", "warp_slope"}
-    assert set(out["median"]) == {"r", "slope", "tint", "identity", "warp_r", "warp_slope"} and _finite(out)
+    assert set(out["median"]) == {"r", "slope", "tint", "identity", "warp_r", "warp_slope", "sync_offset"}
+    assert _finite(out) and abs(out["median"]["sync_offset"]) <= 2  # 6 frames: lags up to 6 // 3
+    phones = [("m", 0.0, 0.1), ("aa", 0.1, 0.25)]  # made up: the lip-sync path with phones
+    timed = fe.unseen_photos(*shipped, load_landmark_model(), photos, fe.arctic_audio()[:4000], steps=2, phones=phones)
+    assert {"closure_ratio", "open_vowel_r", "sync_offset"} <= set(timed["median"]) and _finite(timed)
     results = {"checkpoint": "shipped", "steps": 2, "guidance": 1.5, "unseen": out,
                "carphone": {"frames": 3, "reference_frame": 0, "seconds": 1.0, "truth": {"r": 1.0, "slope": 1.0},
                             "model": out["median"] | {"mouth_psnr": 20.0, "psnr": 20.0},
