@@ -94,10 +94,11 @@ def test_plot_landmarks_labels_a_subset_off_the_points(face):
 
 def test_frame_grid_lays_out_frames_with_landmarks(face):
     image, lm = face
-    fig = frame_grid(np.stack([image] * 5), np.stack([lm] * 5), ncols=3)
+    fig = frame_grid(np.stack([image] * 5), np.stack([lm] * 5), ncols=3, fontsize=11)
     panels = [ax for ax in fig.axes if ax.images]
     assert len(fig.axes) == 6 and len(panels) == 5
     assert all(len(ax.lines) == len(GROUPS) for ax in panels) and panels[4].get_title() == "4"
+    assert panels[0].title.get_fontsize() == 11
     plt.close(fig)
     with pytest.raises(ValueError, match="5 frames but 2"):
         frame_grid(np.stack([image] * 5), np.stack([lm] * 2))

@@ -33,12 +33,14 @@ def plot_landmarks(ax, lm: np.ndarray, groups: bool = True, labels: bool | Seque
     """Draw one face's landmarks ``(68, 2)`` on a matplotlib ``ax`` (over ``ax.imshow(image)`` if any).
 
     ``groups``: connect each group with a line in its own colour (else dots only); ``labels``:
-    write the index of every point (True) or of the listed points next to it, pushed off the point
-    away from its group's centre (towards it for the inner lips, so they clear the outer lips'
-    labels): label a subset, or zoom in, where points crowd. ``color``: one colour for everything
-    instead of per group. Extra ``kwargs`` go to ``ax.plot``. Without an image on the axes, we flip
-    y so faces stand upright.
+    write the index of every point (True) or of the listed points, in ``fontsize`` points, pushed off
+    the point away from its group's centre (towards it for the inner lips, so they clear the outer
+    lips' labels) and outlined in white to read on a photo; where points crowd, label a subset or
+    zoom in. ``color``: one colour for everything instead of per group. Extra ``kwargs`` go to
+    ``ax.plot``. Without an image on the axes, we flip y so faces stand upright.
     """
+    from matplotlib.patheffects import withStroke
+
     lm = check_landmarks(lm)
     if lm.shape != (68, 2):
         raise ValueError(f"plot_landmarks draws one face (68, 2); got {lm.shape}: index a frame first")
@@ -54,7 +56,7 @@ def plot_landmarks(ax, lm: np.ndarray, groups: bool = True, labels: bool | Seque
     for i in show:
         dx, dy = _label_direction(lm, int(i))  # y down, as in the image
         ax.annotate(str(i), lm[i], xytext=(1.2 * fontsize * dx, -1.2 * fontsize * dy), textcoords="offset points",
-                    fontsize=fontsize, ha="center", va="center")
+                    fontsize=fontsize, ha="center", va="center", path_effects=[withStroke(linewidth=2, foreground="w")])
     return ax
 
 
@@ -108,10 +110,10 @@ def draw_on_frames(frames: np.ndarray, landmarks: np.ndarray, color=(0, 255, 0),
 
 
 def frame_grid(frames: np.ndarray, landmarks: np.ndarray | None = None, ncols: int = 8,
-               titles: list[str] | None = None, size: float = 1.6):
+               titles: list[str] | None = None, size: float = 1.6, fontsize: float = 7):
     """A matplotlib figure of frames ``(T, H, W, 3)`` in a grid, optionally with landmarks ``(T, 68, 2)`` on top.
 
-    ``titles`` default to frame indices; ``size`` is inches per panel. Returns the figure.
+    ``titles`` default to frame indices (in ``fontsize`` points); ``size`` is inches per panel. Returns the figure.
     """
     import matplotlib.pyplot as plt
 
@@ -127,6 +129,6 @@ def frame_grid(frames: np.ndarray, landmarks: np.ndarray | None = None, ncols: i
             ax.imshow(frames[i])
             if landmarks is not None:
                 plot_landmarks(ax, landmarks[i], markersize=1.0, linewidth=0.6)
-            ax.set_title(titles[i] if titles else str(i), fontsize=7)
+            ax.set_title(titles[i] if titles else str(i), fontsize=fontsize)
     fig.tight_layout()
     return fig
