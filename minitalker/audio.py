@@ -256,6 +256,17 @@ def audio_features(wav: np.ndarray, n_frames: int | None = None, cfg: AudioConfi
 
 # ----------------------------------------------------------------------------- plots
 
+def label_phonemes(ax, phonemes, fontsize: float = 9):
+    """Shade each phoneme's span ``(label, start_s, end_s)`` on ``ax`` and write its label at the top.
+
+    Labels alternate between two rows, so neighbours never overwrite each other however short they are.
+    """
+    for i, (label, start, end) in enumerate(phonemes):
+        ax.axvspan(start, end, color=f"C{i % 2 + 1}", alpha=0.15, lw=0)
+        ax.text((start + end) / 2, 0.97 - 0.11 * (i % 2), label, transform=ax.get_xaxis_transform(), ha="center",
+                va="top", fontsize=fontsize)
+
+
 def plot_waveform_mel(wav: np.ndarray, mel: np.ndarray | None = None, phonemes=None, fps: float = FPS,
                       cfg: AudioConfig | None = None, axes=None):
     """Waveform above log-mel on one time axis, video frames as ticks, optional phoneme spans.
@@ -274,9 +285,7 @@ def plot_waveform_mel(wav: np.ndarray, mel: np.ndarray | None = None, phonemes=N
     duration = len(wav) / cfg.sample_rate
     ax_w.plot(np.arange(len(wav)) / cfg.sample_rate, wav, lw=0.5, color="tab:blue")
     ax_w.set(ylabel="amplitude", xlim=(0, duration))
-    for i, (label, start, end) in enumerate(phonemes or []):
-        ax_w.axvspan(start, end, color=f"C{i % 2 + 1}", alpha=0.15, lw=0)
-        ax_w.text((start + end) / 2, 0.95, label, transform=ax_w.get_xaxis_transform(), ha="center", va="top", fontsize=8)
+    label_phonemes(ax_w, phonemes or [])
     hop_s = cfg.hop_length / cfg.sample_rate
     ax_m.imshow(mel.T, origin="lower", aspect="auto", cmap="magma",
                 extent=(-hop_s / 2, (len(mel) - 0.5) * hop_s, 0, mel.shape[1]))

@@ -143,5 +143,6 @@ def test_plot_waveform_mel(speech):
     fig = A.plot_waveform_mel(speech[:SR], phonemes=[("HH", 0.1, 0.2), ("AY", 0.2, 0.4)])
     assert len(fig.axes) == 2
     assert [t.get_text() for t in fig.axes[0].texts] == ["HH", "AY"]
+    assert len({t.get_position()[1] for t in fig.axes[0].texts}) == 2  # neighbours' labels on two rows
     assert len(fig.axes[1].xaxis.get_minor_locator().locs) == 26  # 25 frames in 1 s → 26 boundaries
     matplotlib.pyplot.close(fig)

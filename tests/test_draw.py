@@ -79,12 +79,26 @@ def test_plot_landmarks_draws_one_line_per_group_and_optional_labels(face):
     plt.close(fig)
 
 
+def test_plot_landmarks_labels_a_subset_off_the_points(face):
+    image, lm = face
+    fig, ax = plt.subplots()
+    ax.imshow(image)
+    plot_landmarks(ax, lm, labels=[8, 36, 51, 57, 62])
+    texts = {t.get_text(): np.array(t.get_position()) for t in ax.texts}  # offsets in points, y up
+    assert sorted(texts) == ["36", "51", "57", "62", "8"]
+    assert texts["8"][1] < 0 and texts["57"][1] < 0  # chin and lower lip: labelled below (y down in the image)
+    assert texts["51"][1] > 0 and texts["62"][1] < 0  # upper lip: outer above, inner towards the mouth centre
+    assert texts["36"][0] < 0  # outer corner of the image-left eye: to its left
+    plt.close(fig)
+
+
 def test_frame_grid_lays_out_frames_with_landmarks(face):
     image, lm = face
-    fig = frame_grid(np.stack([image] * 5), np.stack([lm] * 5), ncols=3)
+    fig = frame_grid(np.stack([image] * 5), np.stack([lm] * 5), ncols=3, fontsize=11)
     panels = [ax for ax in fig.axes if ax.images]
     assert len(fig.axes) == 6 and len(panels) == 5
     assert all(len(ax.lines) == len(GROUPS) for ax in panels) and panels[4].get_title() == "4"
+    assert panels[0].title.get_fontsize() == 11
     plt.close(fig)
     with pytest.raises(ValueError, match="5 frames but 2"):
         frame_grid(np.stack([image] * 5), np.stack([lm] * 2))

@@ -90,3 +90,15 @@ def test_blinks_close_the_eyes(face):
     assert eye.min() < 0.3 * eye.max()
     no_blink = animate_landmarks(rest, np.zeros((n, len(PARAMS)), np.float32), seed=0, head_motion=False, blinks=False)
     np.testing.assert_allclose(no_blink, np.broadcast_to(rest, no_blink.shape), atol=1e-3)
+
+
+def test_every_phoneme_is_glossed_with_a_word_espeak_speaks_with_it():
+    from minitalker.data.speech import synthesize
+    from minitalker.data.visemes import DIPHTHONGS, GLOSS, VISEMES, gloss
+
+    assert set(GLOSS) == set(VISEMES) | set(DIPHTHONGS)
+    assert gloss("'aU") == "ˈaʊ as in mouth" and gloss("t#") == "t as in ten" and gloss("_:") == "a pause"
+    assert gloss(";") == "?"
+    for key, (_, word) in GLOSS.items():
+        if key != "_":
+            assert key in {base_phoneme(p) for p, _, _ in synthesize(word).phonemes}, (key, word)

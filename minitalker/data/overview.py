@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minitalker.audio import log_mel, plot_waveform_mel
+from minitalker.audio import label_phonemes, log_mel, plot_waveform_mel
 from minitalker.data.corpus import Clip, Corpus
 from minitalker.landmarks.draw import plot_landmarks
 from minitalker.landmarks.scheme import mouth_opening
@@ -32,10 +32,10 @@ def plot_mouth_track(clip: Clip, ax=None):
 
     ax = ax or plt.subplots(figsize=(10, 2), dpi=80)[1]
     t = (np.arange(clip.n_frames) + 0.5) / clip.corpus.fps
-    for i, (name, start, end) in enumerate(clip.phonemes):
-        ax.axvspan(start, end, color=f"C{i % 2 + 1}", alpha=0.15, lw=0)
-        ax.text((start + end) / 2, 0.97, name, transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=7)
+    label_phonemes(ax, clip.phonemes)
     ax.plot(t, mouth_opening(clip.landmarks), "k.-", lw=1, ms=3)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.3 * (hi - lo))  # headroom for the phoneme labels
     ax.set(xlabel="time (s)", ylabel="mouth opening", xlim=(0, clip.n_samples / clip.corpus.sample_rate))
     return ax
 

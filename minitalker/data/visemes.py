@@ -62,6 +62,21 @@ VOWELS = {"a", "a#", "A:", "0", "V", "E", "@", "3", "3:", "O", "O:", "i", "i:", 
 BILABIAL, LABIODENTAL = {"p", "b", "m"}, {"f", "v"}
 DIPHTHONGS = {"aI": ("a", "I"), "aU": ("a", "U"), "eI": ("E", "I"), "oU": ("O", "U"), "OI": ("O", "I"),
               "i@": ("i", "@"), "e@": ("E", "@"), "U@": ("U", "@"), "A@": ("A:", "3"), "o@": ("O", "3")}
+#: What each espeak name sounds like: (IPA, an American English word espeak-ng's en-us voice speaks
+#: with it). espeak writes phonemes in ASCII (Kirshenbaum-like): "'" marks primary stress, "," secondary.
+GLOSS: dict[str, tuple[str, str]] = {
+    "a": ("æ", "cat"), "a#": ("ə", "about"), "A:": ("ɑː", "father"), "0": ("ɑ", "lot"), "V": ("ʌ", "strut"),
+    "E": ("ɛ", "dress"), "@": ("ə", "comma"), "3": ("ɚ", "letter"), "3:": ("ɜː", "nurse"), "O": ("ɔ", "often"),
+    "O:": ("ɔː", "thought"), "i": ("i", "happy"), "i:": ("iː", "fleece"), "I": ("ɪ", "kit"), "U": ("ʊ", "foot"),
+    "u:": ("uː", "goose"), "p": ("p", "pen"), "b": ("b", "bin"), "m": ("m", "man"), "f": ("f", "fun"),
+    "v": ("v", "van"), "w": ("w", "wet"), "r": ("ɹ", "red"), "T": ("θ", "thin"), "D": ("ð", "this"),
+    "s": ("s", "see"), "z": ("z", "zoo"), "S": ("ʃ", "she"), "Z": ("ʒ", "vision"), "tS": ("tʃ", "church"),
+    "dZ": ("dʒ", "judge"), "t": ("t", "ten"), "d": ("d", "dog"), "n": ("n", "no"), "l": ("l", "law"),
+    "j": ("j", "yes"), "k": ("k", "cat"), "g": ("ɡ", "go"), "N": ("ŋ", "sing"), "h": ("h", "hat"),
+    "_": ("", "a pause"), "aI": ("aɪ", "price"), "aU": ("aʊ", "mouth"), "eI": ("eɪ", "face"),
+    "oU": ("oʊ", "goat"), "OI": ("ɔɪ", "choice"), "i@": ("ɪɹ", "near"), "e@": ("ɛɹ", "square"),
+    "U@": ("ʊɹ", "cure"), "A@": ("ɑːɹ", "start"), "o@": ("ɔːɹ", "force"),
+}
 STRESS_GAIN = {"'": 1.0, ",": 0.9, "": 0.8}  # unstressed syllables open the jaw less
 ANTICIPATION, CARRY_OVER = 0.08, 0.05  # s: how far a phoneme's dominance reaches before / after it
 HOLD, RAMP = 0.02, 0.06  # s: closures hold this long beyond their phoneme, then release over RAMP
@@ -108,6 +123,16 @@ PHONEME_CLASS: dict[str, str] = {k: _coarse(k) for k in [*VISEMES, *DIPHTHONGS]}
 def phoneme_class(name: str) -> str:
     """The coarse class of an espeak phoneme name (stress marks allowed): one of :data:`COARSE_CLASSES`."""
     return PHONEME_CLASS.get(base_phoneme(name), "other")
+
+
+def gloss(name: str) -> str:
+    """An espeak phoneme name as IPA and an example word: ``"'aU"`` → ``"ˈaʊ as in mouth"``; ``"?"`` if unknown."""
+    key = base_phoneme(name)
+    if key is None:
+        return "?"
+    ipa, word = GLOSS[key]
+    stress = {"'": "ˈ", ",": "ˌ"}[_split_stress(name)[0]] if _split_stress(name)[0] else ""
+    return f"{stress}{ipa} as in {word}" if ipa else word
 
 
 # ---------------------------------------------------------------------------- co-articulation

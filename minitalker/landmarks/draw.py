@@ -7,6 +7,8 @@ are closed polygons.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from skimage.draw import disk, line_aa
 
@@ -25,14 +27,20 @@ def group_polylines(lm: np.ndarray) -> dict[str, np.ndarray]:
     return lines
 
 
-def plot_landmarks(ax, lm: np.ndarray, groups: bool = True, labels: bool = False, color: str | None = None,
-                   markersize: float = 2.0, linewidth: float = 1.0, **kwargs):
+def plot_landmarks(ax, lm: np.ndarray, groups: bool = True, labels: bool | Sequence[int] = False,
+                   color: str | None = None, markersize: float = 2.0, linewidth: float = 1.0,
+                   fontsize: float = 6, **kwargs):
     """Draw one face's landmarks ``(68, 2)`` on a matplotlib ``ax`` (over ``ax.imshow(image)`` if any).
 
     ``groups``: connect each group with a line in its own colour (else dots only); ``labels``:
-    write each point's index next to it; ``color``: one colour for everything instead of per group.
-    Extra ``kwargs`` go to ``ax.plot``. Without an image on the axes, we flip y so faces stand upright.
+    write the index of every point (True) or of the listed points, in ``fontsize`` points, pushed off
+    the point away from its group's centre (towards it for the inner lips, so they clear the outer
+    lips' labels) and outlined in white to read on a photo; where points crowd, label a subset or
+    zoom in. ``color``: one colour for everything instead of per group. Extra ``kwargs`` go to
+    ``ax.plot``. Without an image on the axes, we flip y so faces stand upright.
     """
+    from matplotlib.patheffects import withStroke
+
     lm = check_landmarks(lm)
     if lm.shape != (68, 2):
         raise ValueError(f"plot_landmarks draws one face (68, 2); got {lm.shape}: index a frame first")
@@ -40,14 +48,24 @@ def plot_landmarks(ax, lm: np.ndarray, groups: bool = True, labels: bool = False
         c = color or GROUP_COLOURS[name]
         ax.plot(pts[:, 0], pts[:, 1], "-o" if groups else "o", color=c, markersize=markersize,
                 linewidth=linewidth, **kwargs)
-    if labels:
-        for i, (x, y) in enumerate(lm):
-            ax.annotate(str(i), (x, y), xytext=(2, 2), textcoords="offset points", fontsize=6)
     if not ax.images:
         ax.set_aspect("equal")
         if not ax.yaxis_inverted():
             ax.invert_yaxis()
+    show = range(68) if labels is True else [] if labels is False else labels
+    for i in show:
+        dx, dy = _label_direction(lm, int(i))  # y down, as in the image
+        ax.annotate(str(i), lm[i], xytext=(1.2 * fontsize * dx, -1.2 * fontsize * dy), textcoords="offset points",
+                    fontsize=fontsize, ha="center", va="center", path_effects=[withStroke(linewidth=2, foreground="w")])
     return ax
+
+
+def _label_direction(lm: np.ndarray, i: int) -> np.ndarray:
+    """Unit vector ``(2,)`` from point ``i``'s group centre to the point (reversed for the inner lips)."""
+    name, (a, b) = next((n, g) for n, g in GROUPS.items() if g[0] <= i < g[1])
+    d = (lm[i] - lm[a:b].mean(0)) * (-1 if name == "inner_lips" else 1)
+    n = np.hypot(*d)
+    return d / n if n > 0 else np.array([0.0, -1.0])
 
 
 def rasterise(lm: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
@@ -92,10 +110,10 @@ def draw_on_frames(frames: np.ndarray, landmarks: np.ndarray, color=(0, 255, 0),
 
 
 def frame_grid(frames: np.ndarray, landmarks: np.ndarray | None = None, ncols: int = 8,
-               titles: list[str] | None = None, size: float = 1.6):
+               titles: list[str] | None = None, size: float = 1.6, fontsize: float = 7):
     """A matplotlib figure of frames ``(T, H, W, 3)`` in a grid, optionally with landmarks ``(T, 68, 2)`` on top.
 
-    ``titles`` default to frame indices; ``size`` is inches per panel. Returns the figure.
+    ``titles`` default to frame indices (in ``fontsize`` points); ``size`` is inches per panel. Returns the figure.
     """
     import matplotlib.pyplot as plt
 
@@ -111,6 +129,6 @@ def frame_grid(frames: np.ndarray, landmarks: np.ndarray | None = None, ncols: i
             ax.imshow(frames[i])
             if landmarks is not None:
                 plot_landmarks(ax, landmarks[i], markersize=1.0, linewidth=0.6)
-            ax.set_title(titles[i] if titles else str(i), fontsize=7)
+            ax.set_title(titles[i] if titles else str(i), fontsize=fontsize)
     fig.tight_layout()
     return fig
