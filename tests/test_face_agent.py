@@ -148,7 +148,7 @@ def test_earlier_layout_checkpoints_load_as_such_and_wrong_checkpoints_are_refus
     assert (unet.cfg, agent) == (run.unet, run.agent)
     with pytest.raises(ValueError, match="condition channels"):
         dataclasses.replace(FaceRun.preset("fast"), agent=FaceAgentConfig(sketch=False))
-    with pytest.raises(ValueError, match="not a face-agent checkpoint"):
+    with pytest.raises(ValueError, match=r"weights of agent 1 \(landmarks\) \(give it as --landmarks\), not those of agent 2"):
         load_face_agent(DATA_DIR / "checkpoints" / "landmarks_fast")
 
 
