@@ -103,8 +103,9 @@ def test_generate_command_and_missing_output_folder(arctic, tmp_path, capsys):
     assert streams(tmp_path / "out.mp4")[:2] == (1, 1) and "25 frames" in capsys.readouterr().out
     assert read_video(tmp_path / "out.mp4")[0].shape == (25, 600, 512, 3)  # the photo's size; --crop: the crop's
     assert build_parser().parse_args(args + ["--out", "x.mp4", "--crop"]).crop
-    with pytest.raises(FileNotFoundError, match="mkdir -p"):
+    with pytest.raises(SystemExit) as exit:
         main(args + ["--out", str(tmp_path / "no" / "such" / "out.mp4")])
+    assert exit.value.code == 1 and "create it first (mkdir -p" in capsys.readouterr().err
 
 
 def test_write_streams_each_batch_to_the_encoder(pipe, arctic, tmp_path, monkeypatch):
