@@ -105,6 +105,15 @@ def test_a_large_photo_is_searched_shrunk_and_fitted_at_full_size(monkeypatch):
     assert np.abs(det.landmarks[0] - ((ref + 0.5) * 8 - 0.5)).mean() < 8  # the same face, fitted in full-size pixels
 
 
+def test_the_cnn_stops_looking_in_a_video_where_it_never_finds_a_face(monkeypatch):
+    hog, mmod, predictor = D._dlib_models()
+    looks = []
+    monkeypatch.setattr(D, "_dlib_models", lambda: (hog, lambda img, up: looks.append(up) or mmod(img, up), predictor))
+    with pytest.raises(NoFaceError, match="any of the 12 frames"):
+        detect_landmarks(np.full((12, 64, 64, 3), 128, np.uint8))
+    assert looks == [1] * D.CNN_PATIENCE  # small frames: upsampled once
+
+
 def degrade(frame: np.ndarray, quality: int = 5) -> np.ndarray:
     """A frame as a low-bitrate stream leaves it: JPEG at ``quality`` (blocking, smeared colour and edges)."""
     import imageio.v3 as iio

@@ -35,6 +35,7 @@ from minitalker.landmarks.scheme import N_POINTS
 BACKENDS = ("dlib", "face_alignment")
 DETECT_SIDE = 1024  # HOG searches images shrunk to this longer side (upsampled 2x inside): ~0.5 s a photo
 CNN_SIDE = 512  # the CNN (~4x slower per pixel) searches at most this; images under half of it are upsampled
+CNN_PATIENCE = 8  # in a video, the CNN stops looking after this many looks that all found nothing
 
 
 class NoFaceError(ValueError):
@@ -267,24 +268,29 @@ def detect_landmarks(frames: np.ndarray, backend: str = "dlib", smooth: float = 
     (see :func:`as_rgb_frames`). ``backend``: ``"dlib"`` (offline) or ``"face_alignment"``.
     ``smooth``: sigma in frames of a temporal Gaussian (0 = none). ``device`` (face_alignment only):
     default ``minitalker.config.default_device()``. ``cnn`` (dlib only): ask the CNN detector where
-    HOG finds nothing. The cascade per frame: detector(s), then interpolation over the frames still missing.
+    HOG finds nothing, until it has looked :data:`CNN_PATIENCE` times without ever finding a face (so
+    a video with no face costs a few CNN looks, not one a frame). The cascade per frame: detector(s),
+    then interpolation over the frames still missing.
     Returns a :class:`Detection` with ``landmarks (T, 68, 2)``; raises :class:`NoFaceError` if no
     frame has a face.
     """
     frames = as_rgb_frames(frames)  # (T, H, W, 3)
     if backend == "dlib":
-        faces = functools.partial(_dlib_faces, cnn=cnn)
+        faces = _dlib_faces
     elif backend == "face_alignment":
         from minitalker.config import default_device
 
-        faces = functools.partial(_face_alignment_faces, device=device or str(default_device()))
+        device = device or str(default_device())
+        faces = lambda img, cnn: _face_alignment_faces(img, device)  # noqa: E731 (one detector: no second look)
     else:
         raise ValueError(f"unknown backend {backend!r}: choose one of {BACKENDS}")
     T = len(frames)
     landmarks = np.zeros((T, N_POINTS, 2), np.float32)
     found, n_faces, source, previous = np.zeros(T, bool), np.zeros(T, int), np.full(T, "", "<U4"), None
+    looks = finds = 0  # the CNN's, so far
     for t, img in enumerate(frames):
-        boxes, lms, detector = faces(img)
+        boxes, lms, detector = faces(img, cnn=cnn and (finds > 0 or looks < CNN_PATIENCE))
+        looks, finds = looks + (detector == "cnn"), finds + (detector == "cnn" and len(boxes) > 0)
         n_faces[t] = len(boxes)
         if len(boxes):
             k = choose_face(boxes, previous)
