@@ -205,7 +205,7 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(inputs, tmp_path):
     out = tmp_path / "talk.mp4"
     proc = cli(*generate(inputs, audio=inputs / "long.wav", out=out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen = b""
-    while b"| 32/" not in seen:  # the 2nd batch of 16 is made: the 1st went to the encoder, its temporary file exists
+    while b"| 16/" not in seen:  # the 2nd batch of 8 is made: the 1st went to the encoder, its temporary file exists
         chunk = proc.stderr.read1(4096)
         assert chunk, f"the command ended before it was interrupted: {seen.decode()[-2000:]}"
         seen += chunk
