@@ -7,7 +7,7 @@ Two backends, both giving the exact iBUG-68 scheme of :mod:`minitalker.landmarks
   package. About 11 ms a frame on one CPU core. Where HOG finds nothing (blur, heavy compression,
   dim light), dlib's CNN face detector (MMOD, same package; ~1 s a frame) gets a second look, and
   the predictor runs on its box. Photos over ``DETECT_SIDE`` px are searched shrunk (bounded cost),
-  the landmarks then fitted on the full image.
+  the landmarks then fitted on the full image (face_alignment: fitted shrunk, scaled back).
 * ``"face_alignment"``: the S3FD detector plus the 2D-FAN network (Bulat & Tzimiropoulos 2017), the
   detector the DiffTalker design card names. More accurate on turned or small faces, but
   face-alignment downloads its two weight files on first use; without network, put them in place
@@ -207,15 +207,19 @@ def _face_alignment_model(device: str):
 
 
 def _face_alignment_faces(img: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """All faces in one RGB image → ``boxes (K, 5)`` as (x0, y0, x1, y1, score), ``landmarks (K, 68, 2)``, "s3fd"."""
+    """All faces in one RGB image → ``boxes (K, 5)`` as (x0, y0, x1, y1, score), ``landmarks (K, 68, 2)``, "s3fd".
+
+    Images over ``DETECT_SIDE`` are searched and fitted shrunk, the results scaled back (bounded cost)."""
     model = _face_alignment_model(device)
+    small, k = shrink(img, DETECT_SIDE)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="No faces were detected")
-        lms, _, boxes = model.get_landmarks_from_image(img, return_bboxes=True)
+        lms, _, boxes = model.get_landmarks_from_image(small, return_bboxes=True)
     if lms is None:
         return np.zeros((0, 5), np.float32), np.zeros((0, N_POINTS, 2), np.float32), "s3fd"
-    return (np.array(boxes, np.float32).reshape(-1, 5), np.array(lms, np.float32)[..., :2].reshape(-1, N_POINTS, 2),
-            "s3fd")
+    boxes, lms = np.array(boxes, np.float32).reshape(-1, 5), np.array(lms, np.float32)[..., :2].reshape(-1, N_POINTS, 2)
+    boxes[:, :4] /= k
+    return boxes, lms / k, "s3fd"
 
 
 # ---------------------------------------------------------------------------- choosing and filling
@@ -296,16 +300,16 @@ def detect_landmarks(frames: np.ndarray, backend: str = "dlib", smooth: float = 
             k = choose_face(boxes, previous)
             landmarks[t], found[t], source[t], previous = lms[k], True, detector, boxes[k]
     if not found.any():
-        raise NoFaceError(_no_face_message(frames.shape, backend))
+        searched = "S3FD detector" if backend == "face_alignment" else "HOG and CNN detectors" if cnn else "HOG detector"
+        raise NoFaceError(_no_face_message(frames.shape, backend, searched))
     landmarks = smooth_landmarks(fill_gaps(landmarks, found), smooth)
     return Detection(landmarks, found, n_faces, backend, source)
 
 
-def _no_face_message(shape: tuple[int, ...], backend: str) -> str:
+def _no_face_message(shape: tuple[int, ...], backend: str, searched: str) -> str:
     """What went wrong and what to try, for images of this ``(T, H, W, 3)`` shape: small, large or in between."""
     T, H, W = shape[:3]
     what = "the image" if T == 1 else f"any of the {T} frames"
-    detectors = "HOG and CNN detectors" if backend == "dlib" else "S3FD detector"
     if max(H, W) > DETECT_SIDE:
         todo = (f"it was searched shrunk to {DETECT_SIDE} px a side, where faces under about 40 px (here "
                 f"{40 * max(H, W) // DETECT_SIDE} px of the original) are missed: crop it around the face")
@@ -314,4 +318,4 @@ def _no_face_message(shape: tuple[int, ...], backend: str) -> str:
     else:
         todo = "use a frontal, well-lit, unhidden face"
     other = "backend 'face_alignment' copes better with turned heads" if backend == "dlib" else "or try backend 'dlib'"
-    return f"no face found in {what} ({W}x{H} px, {detectors}) — {todo}; {other}"
+    return f"no face found in {what} ({W}x{H} px, {searched}) — {todo}; {other}"
