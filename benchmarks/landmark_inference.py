@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from minitalker.audio import audio_features
-from minitalker.io import write_json
+from minitalker.io import suffixed, write_json
 from minitalker.nn.landmark_transformer import (SHIPPED, LandmarkCompletionTransformer, LandmarkTransformerConfig,
                                                 load_landmark_model, predict_landmarks)
 
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, torch.get_num_threads()}))
     parser.add_argument("--repeats", type=int, default=10)  # a 2 s clip takes ~20 ms: few repeats are noisy
     args = parser.parse_args()
-    shipped = args.preset == "fast" and SHIPPED.with_suffix(".json").exists()
+    shipped = args.preset == "fast" and suffixed(SHIPPED, ".json").exists()
     model = load_landmark_model() if shipped else LandmarkCompletionTransformer(LandmarkTransformerConfig.preset(args.preset)).eval()
     rng = np.random.default_rng(0)
     reference = rng.normal(0, 0.3, (68, 2)).astype(np.float32) * 60 + 100

@@ -98,7 +98,7 @@ def _read_av(path: Path) -> tuple[np.ndarray, int] | None:
             rate = stream.rate
     except (av.error.FFmpegError, UnicodeDecodeError) as e:
         raise ValueError(
-            f"could not read audio from {path} ({e}): it is corrupt or not a media file; "
+            f"could not read audio from {path} ({e}) — it is truncated, corrupt or not a media file: "
             "use wav, flac, mp3, ogg, or a video with a sound track (mp4, mov, avi, mkv)"
         ) from None
     if not chunks:
@@ -117,19 +117,39 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"audio file not found: {path} (check the path; give a wav/flac/mp3 or a video file)")
+        raise FileNotFoundError(f"audio file not found: {path} — check the path; give a wav/flac/mp3 or a video file")
     read = _read_soundfile(path)
     if read is None:
         read = _read_av(path)
         if read is None:
-            raise ValueError(f"{path} is a video with no audio track: pass the speech as a separate file (e.g. --audio speech.wav)")
+            raise ValueError(f"{path} is a video with no audio track — pass the speech as a separate file (e.g. --audio speech.wav)")
     data, rate = read
     if len(data) == 0:
-        raise ValueError(f"{path} contains no audio samples: give a recording with speech in it")
+        raise ValueError(f"{path} contains no audio samples — give a recording with speech in it")
     wav = data.mean(axis=1)  # (N,) stereo → mono
     if rate != sr:
         wav = librosa.resample(wav, orig_sr=rate, target_sr=sr)
     return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def audio_warnings(wav: np.ndarray, cfg: AudioConfig | None = None) -> list[str]:
+    """What may be wrong with speech that is still usable → messages (none for a good recording):
+    silence (every sample under ``cfg.silence_rms``), clipping (over 0.1% of samples at full scale),
+    a very quiet recording (peak under -40 dBFS: loudness is normalised, but the noise rises with it)."""
+    cfg = cfg or AudioConfig()
+    wav = _check_wav(wav)
+    peak = float(np.abs(wav).max())
+    if peak < cfg.silence_rms:
+        return ["the audio is silent — the mouth will stay at rest; check the file or the recording level"]
+    out = []
+    clipped = float(np.mean(np.abs(wav) >= 0.999))
+    if clipped > 1e-3:
+        out.append(f"{clipped:.1%} of the audio samples are clipped at full scale — distorted speech moves the "
+                   "mouth less faithfully; record at a lower gain")
+    if peak < 0.01:
+        out.append(f"the audio is very quiet (peak {20 * np.log10(peak):.0f} dBFS) — it is normalised, but its "
+                   "noise is raised with it; record closer to the microphone")
+    return out
 
 
 # ----------------------------------------------------------------------------- features
@@ -248,7 +268,7 @@ def audio_features(wav: np.ndarray, n_frames: int | None = None, cfg: AudioConfi
     if len(wav) < cfg.min_duration_s * cfg.sample_rate:
         raise ValueError(
             f"audio too short: {len(wav) / cfg.sample_rate:.3f} s; the minimum duration is "
-            f"{cfg.min_duration_s:.2f} s (one frame window)"
+            f"{cfg.min_duration_s:.2f} s (one frame window) — give a longer recording"
         )
     n_frames = n_video_frames(len(wav), cfg.sample_rate, fps) if n_frames is None else n_frames
     return frame_windows(log_mel(wav, cfg), n_frames, cfg, fps)

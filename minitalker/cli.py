@@ -2,16 +2,23 @@
 
 Each subcommand is a thin wrapper: it parses arguments and calls one function of the package,
 so everything the CLI does can be done from Python (and from the notebooks) the same way.
+An expected error (a missing, corrupt or unsupported file, no face, a bad value, an unwritable
+output) is one line, ``minitalker: error: <what is wrong> — <what to do>``, and exit status 1;
+``--debug`` shows the traceback instead. Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+
+USER_ERRORS = (OSError, ValueError, ModuleNotFoundError)  # NoFaceError and damaged checkpoints are ValueErrors
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minitalker", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="on an error, show the Python traceback")
     sub = parser.add_subparsers(dest="command", required=True)
     data = sub.add_parser("data", help="build the built-in corpus or import real recordings")
     data_cmds = data.add_subparsers(dest="data_command", required=True)
@@ -134,15 +141,34 @@ def _demo(args) -> None:
         print(f"wrote {name}: {path}")
 
 
+def warn(message: str) -> None:
+    print(f"minitalker: warning: {message}", file=sys.stderr)
+
+
 def _generate(args) -> None:
-    from minitalker.pipeline import TalkingFacePipeline
+    """Everything checkable first (output, arguments, audio, photo, the checkpoint's schedule), then the
+    models load, the face is found, and frames are streamed to the video as they are made."""
+    from minitalker.audio import audio_warnings, load_audio, n_video_frames
+    from minitalker.face_agent import check_sampling
+    from minitalker.pipeline import TalkingFacePipeline, load_photo
+    from minitalker.train.faces import face_agent_config
+    from minitalker.video import check_output
 
     if args.preset == "full" and args.faces is None:
-        raise SystemExit("no full-size checkpoints are shipped: train them (`minitalker train faces --preset full`, "
+        raise ValueError("no full-size checkpoints are shipped — train them (`minitalker train faces --preset full`, "
                          "`minitalker train landmarks --preset full`) and pass --faces/--landmarks")
+    out = check_output(args.out)
+    if out.exists():
+        warn(f"{out} exists — it will be replaced when the new video is complete")
+    wav = load_audio(args.audio)
+    for message in audio_warnings(wav):
+        warn(message)
+    photo = load_photo(args.face)
+    _, schedule, agent = face_agent_config(args.faces)  # the JSON alone: no model loads before the checks pass
+    check_sampling(schedule, args.steps, agent.guidance_scale if args.guidance is None else args.guidance)
     pipe = TalkingFacePipeline.from_checkpoints(args.landmarks, args.faces, backend=args.backend)
-    result = pipe(args.audio, args.face, steps=args.steps, guidance=args.guidance, seed=args.seed)
-    print("wrote", result.save(args.out, crop=args.crop), f"({len(result.frames)} frames)")
+    pipe.write(out, wav, photo, crop=args.crop, steps=args.steps, guidance=args.guidance, seed=args.seed)
+    print("wrote", out, f"({n_video_frames(len(wav))} frames)")
 
 
 def _train_landmarks(args) -> None:
@@ -215,8 +241,21 @@ def _evaluate_sync(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run one command. Expected errors (:data:`USER_ERRORS`) end as one line on stderr and exit status 1,
+    Ctrl-C as one line and 130; anything else is a bug and keeps its traceback. ``--debug``: always the traceback."""
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("minitalker: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        print(f"minitalker: error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ target's 68 landmarks enter through cross-attention. What the paper leaves open,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,19 +236,33 @@ def check_warp(ref_landmarks: np.ndarray, landmarks: np.ndarray, size: int, limi
                          "tangled; use a photo that faces the camera")
 
 
-@torch.no_grad()
 def generate_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarray, ref_landmarks: np.ndarray,
                     landmarks: np.ndarray, cfg: FaceAgentConfig | None = None, steps: int | None = None,
                     guidance: float | None = None, sampler: str = "ddim", seed: int = 0, batch_size: int = 32,
                     progress: bool = True) -> np.ndarray:
     """Frames of one speaker: reference ``(S, S, 3)`` uint8 + landmarks ``(T, 68, 2)`` → ``(T, S, S, 3)`` uint8.
 
+    All of :func:`iter_frames`'s batches at once (for a long clip, stream them instead)."""
+    return np.concatenate(list(iter_frames(unet, schedule, reference, ref_landmarks, landmarks, cfg, steps, guidance,
+                                           sampler, seed, batch_size, progress)))
+
+
+@torch.no_grad()
+def iter_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarray, ref_landmarks: np.ndarray,
+                landmarks: np.ndarray, cfg: FaceAgentConfig | None = None, steps: int | None = None,
+                guidance: float | None = None, sampler: str = "ddim", seed: int = 0, batch_size: int = 32,
+                progress: bool = True) -> Iterator[np.ndarray]:
+    """Frames of one speaker, made ``batch_size`` at a time: yields ``(b, S, S, 3)`` uint8 batches in order.
+
     Every frame starts from the *same* noise image x_T (seeded), so with DDIM (deterministic) frames
-    differ only where their landmarks differ: the first defence against flicker. Frames go through
-    the UNet in batches of ``batch_size`` (memory stays bounded for long clips). Outside the mask
-    (:func:`face_masks`) every frame is the reference, pixel for pixel.
-    ``sampler``: "ddim" (``steps`` default from the schedule's config) or "ddpm" (every training step).
+    differ only where their landmarks differ: the first defence against flicker (and how batches
+    join seamlessly). Memory stays bounded for any length; ``progress``: one bar (frames, with an
+    ETA) for the whole clip. Outside the mask (:func:`face_masks`) every frame is the reference,
+    pixel for pixel. ``sampler``: "ddim" (``steps`` default from the schedule's config) or "ddpm"
+    (every training step). Every argument is checked before the first batch is sampled.
     """
+    from tqdm.auto import tqdm
+
     cfg = cfg or FaceAgentConfig()
     guidance = cfg.guidance_scale if guidance is None else guidance
     device = next(unet.parameters()).device
@@ -255,31 +270,44 @@ def generate_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.n
     if reference.shape[:2] != (size, size):
         raise ValueError(f"reference is {reference.shape[:2]} but this model makes {size}x{size} frames: "
                          "crop the face to that size first (video.aligned_crops)")
+    if sampler not in ("ddim", "ddpm"):
+        raise ValueError(f"sampler must be 'ddim' or 'ddpm'; got {sampler!r}")
+    check_sampling(schedule, steps, guidance)
     lm = check_landmarks(landmarks, "landmarks").reshape(-1, 68, 2)
     ref = to_tensor(reference, device)  # (1, 3, S, S)
     if cfg.warp:
         check_warp(ref_landmarks, lm, size)
     x_T = torch.randn((1, 3, size, size), generator=torch.Generator().manual_seed(seed)).to(device)
-    out = []
-    for i in range(0, len(lm), batch_size):
-        chunk = lm[i:i + batch_size]  # (b, 68, 2)
-        b = len(chunk)
-        hard, soft = (m.to(device) for m in face_masks(chunk, ref_landmarks, size, cfg))  # (b, 1, S, S) each
-        refs = ref.expand(b, -1, -1, -1)
-        warped = to_tensor(warp_reference(reference, ref_landmarks, chunk), device) if cfg.warp else None
-        lines = sketch(chunk, size, device) if cfg.sketch else None
-        keep, drop = torch.zeros(b, dtype=torch.bool, device=device), torch.ones(b, dtype=torch.bool, device=device)
-        cond = {"cond": condition(refs, refs, hard, warped, lines),  # the upper face is the reference's
-                "landmarks": landmark_tokens_input(chunk, size, device), "drop": keep}
-        model = guided(unet, cond, cond | {"drop": drop}, guidance)  # null branch: the learned null tokens
-        if sampler == "ddim":
-            x0 = ddim_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), steps=steps, progress=progress)
-        elif sampler == "ddpm":
-            x0 = ddpm_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), progress=progress,
-                             generator=torch.Generator(device).manual_seed(seed))
-        else:
-            raise ValueError(f"sampler must be 'ddim' or 'ddpm'; got {sampler!r}")
-        if cfg.warp and cfg.colour_match > 0:
-            x0 = match_colour(x0, warped, chunk, soft, cfg.colour_match * size)
-        out.append(to_uint8(compose(x0, refs, soft)))
-    return np.concatenate(out)
+    with tqdm(total=len(lm), desc="agent 2", unit="frame", disable=not progress) as bar:
+        for i in range(0, len(lm), batch_size):
+            chunk = lm[i:i + batch_size]  # (b, 68, 2)
+            b = len(chunk)
+            hard, soft = (m.to(device) for m in face_masks(chunk, ref_landmarks, size, cfg))  # (b, 1, S, S) each
+            refs = ref.expand(b, -1, -1, -1)
+            warped = to_tensor(warp_reference(reference, ref_landmarks, chunk), device) if cfg.warp else None
+            lines = sketch(chunk, size, device) if cfg.sketch else None
+            keep = torch.zeros(b, dtype=torch.bool, device=device)
+            cond = {"cond": condition(refs, refs, hard, warped, lines),  # the upper face is the reference's
+                    "landmarks": landmark_tokens_input(chunk, size, device), "drop": keep}
+            model = guided(unet, cond, cond | {"drop": ~keep}, guidance)  # null branch: the learned null tokens
+            if sampler == "ddim":
+                x0 = ddim_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), steps=steps, progress=False)
+            else:
+                x0 = ddpm_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), progress=False,
+                                 generator=torch.Generator(device).manual_seed(seed))
+            if cfg.warp and cfg.colour_match > 0:
+                x0 = match_colour(x0, warped, chunk, soft, cfg.colour_match * size)
+            bar.update(b)
+            yield to_uint8(compose(x0, refs, soft))
+
+
+def check_sampling(schedule: NoiseSchedule, steps: int | None, guidance: float) -> None:
+    """Raise ValueError unless ``1 ≤ steps ≤`` the schedule's training steps (None: its default) and
+    ``guidance`` is finite and ≥ 0: checked before any work, not deep inside the sampler."""
+    T = schedule.num_train_timesteps
+    if steps is not None and not 1 <= steps <= T:
+        raise ValueError(f"steps {steps} is out of range — give 1 to {T} DDIM steps (this checkpoint was trained "
+                         f"with {T}; {schedule.config.sampling_steps} is its default)")
+    if not (np.isfinite(guidance) and guidance >= 0):
+        raise ValueError(f"guidance {guidance} is not a finite number ≥ 0 — give e.g. 1 (no guidance, one UNet pass "
+                         "per step) or 1.5 (stronger pull toward the landmarks, twice the cost)")

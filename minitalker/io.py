@@ -22,7 +22,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     if not path.parent.exists():
-        raise FileNotFoundError(f"folder {path.parent} does not exist: create it first (mkdir -p {path.parent})")
+        raise FileNotFoundError(f"folder {path.parent} does not exist — create it first (mkdir -p {path.parent})")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
@@ -38,6 +38,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
+def suffixed(path: str | os.PathLike, suffix: str) -> Path:
+    """``path`` with ``suffix`` appended, never replacing: ``run_v0.5`` → ``run_v0.5.json`` (``Path.with_suffix``
+    would give ``run_v0.json`` and overwrite another checkpoint)."""
+    path = Path(path)
+    return path.with_name(path.name + suffix)
+
+
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Save ``<path>.safetensors`` (tensors) and ``<path>.json`` (config, step, metrics...) atomically.
 
@@ -46,20 +53,75 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     """
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with atomic_path(path.with_suffix(".safetensors")) as tmp:
+    with atomic_path(suffixed(path, ".safetensors")) as tmp:
         save_file(tensors, str(tmp))
-    write_json(path.with_suffix(".json"), meta)
+    write_json(suffixed(path, ".json"), meta)
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_checkpoint` → (tensors, meta). No unpickling."""
+def _checkpoint_files(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``<path>.json`` and ``<path>.safetensors`` (``path`` with or without either suffix); FileNotFoundError
+    if one is missing."""
     path = Path(path)
     if path.suffix in (".json", ".safetensors"):
         path = path.with_suffix("")
-    meta_path, st_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    meta_path, st_path = suffixed(path, ".json"), suffixed(path, ".safetensors")
     if not meta_path.exists() or not st_path.exists():
         raise FileNotFoundError(
-            f"no complete checkpoint at {path} (need {st_path.name} and {meta_path.name}): "
+            f"no complete checkpoint at {path} (need {st_path.name} and {meta_path.name}) — "
             "train one (`minitalker train ...`) or check the path"
         )
-    return load_file(str(st_path), device=str(device)), json.loads(meta_path.read_text())
+    return meta_path, st_path
+
+
+def _damaged(file: Path, e: Exception) -> ValueError:
+    return ValueError(f"checkpoint file {file} is truncated or corrupt ({e}) — copy or export it again; if it is a "
+                      "training run's own, start over (`minitalker train faces --fresh`; `train landmarks` without "
+                      "`--resume`)")
+
+
+def load_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON half of a checkpoint (configs, step, metrics), without reading a tensor: cheap enough to
+    check arguments against before any model loads."""
+    meta_path, _ = _checkpoint_files(path)
+    try:
+        return json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _damaged(meta_path, e) from None
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint` → (tensors, meta). No unpickling.
+
+    A missing, truncated or corrupt file raises FileNotFoundError / ValueError naming it and the fix."""
+    from safetensors import SafetensorError
+
+    meta, (_, st_path) = load_meta(path), _checkpoint_files(path)
+    try:
+        return load_file(str(st_path), device=str(device)), meta
+    except SafetensorError as e:
+        raise _damaged(st_path, e) from None
+
+
+AGENTS = {"landmarks": ("agent 1 (landmarks)", "--landmarks", "minitalker train landmarks"),
+          "faces": ("agent 2 (faces)", "--faces", "minitalker train faces")}
+
+
+def checkpoint_kind(meta: dict[str, Any]) -> str | None:
+    """Whose weights a checkpoint's JSON describes: "faces" (agent 2), "landmarks" (agent 1), or None."""
+    config = meta.get("model_config", {})
+    if "agent" in config:
+        return "faces"
+    if meta.get("model_class") == "LandmarkCompletionTransformer":
+        return "landmarks"
+    return None
+
+
+def check_kind(path: str | os.PathLike, meta: dict[str, Any], expected: str) -> None:
+    """Raise ValueError when the checkpoint at ``path`` is not ``expected``'s ("landmarks" or "faces"),
+    saying whose it is and where it goes."""
+    kind = checkpoint_kind(meta)
+    if kind != expected:
+        whose = f"the weights of {AGENTS[kind][0]} (give it as {AGENTS[kind][1]})" if kind else "neither agent's weights"
+        name, flag, command = AGENTS[expected]
+        raise ValueError(f"checkpoint {path} holds {whose}, not those of {name} — as {flag} give a checkpoint "
+                         f"written by `{command}`")

@@ -232,7 +232,8 @@ def measure_landmarks(frames: np.ndarray, reference: tuple[np.ndarray, np.ndarra
                       regressor=None) -> tuple[np.ndarray, str]:
     """Landmarks of generated (or true) frames ``(T, S, S, 3)`` uint8 → ``(landmarks (T, 68, 2), method)``.
 
-    ``S >= 128``: re-detected by dlib (``method = "dlib"``; frames without a face are interpolated).
+    ``S >= 128``: re-detected by dlib's HOG detector (``method = "dlib"``; frames without a face are
+    interpolated; no CNN second look, so a frame too poor for HOG counts as a miss, as it always did).
     ``S < 128``, where dlib misses faces: the :class:`~minitalker.nn.landmark_regressor.LandmarkRegressor`,
     trained on ground-truth frames only (``method = "regressor"``). It reads each frame against
     ``reference = (frame (S, S, 3) uint8, landmarks (68, 2))``, a frame of the same face with known
@@ -244,7 +245,7 @@ def measure_landmarks(frames: np.ndarray, reference: tuple[np.ndarray, np.ndarra
     if frames.shape[1] >= DLIB_MIN_SIZE:
         from minitalker.landmarks.detect import detect_landmarks
 
-        return detect_landmarks(frames, backend="dlib").landmarks, "dlib"
+        return detect_landmarks(frames, backend="dlib", cnn=False).landmarks, "dlib"
     if reference is None:
         raise ValueError(f"{frames.shape[1]}px frames are too small for dlib; the landmark regressor that measures "
                          "them reads each frame against a reference of the same face: pass reference=(frame (S, S, 3), "

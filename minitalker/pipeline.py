@@ -7,6 +7,9 @@ The only place that knows the whole route (ARCHITECTURE.md)::
     reference + landmarks ──generate_frames (agent 2, DDIM)──► frames (T, S, S, 3)
     frames + face masks ──paste_frames (into the photo, at its resolution)──write_video──► mp4
 
+``pipe(...)`` returns every frame in memory (for notebooks); ``pipe.write(...)`` streams the same
+video batch by batch to the encoder, so memory stays bounded for speech of any length.
+
 Temporal consistency comes from three places: agent 1 predicts clips of frames jointly, every frame
 starts from the same noise image (deterministic DDIM), and the landmarks can be smoothed over time.
 """
@@ -14,6 +17,7 @@ starts from the same noise image (deterministic DDIM), and the landmarks can be 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -24,12 +28,12 @@ import torch.nn.functional as F
 
 from minitalker.audio import FPS, SAMPLE_RATE, load_audio
 from minitalker.config import default_device
-from minitalker.face_agent import face_masks, generate_frames
+from minitalker.face_agent import check_sampling, face_masks, iter_frames
 from minitalker.landmarks.detect import as_rgb_frames, detect_landmarks, smooth_landmarks
 from minitalker.landmarks.scheme import face_box
 from minitalker.nn.landmark_transformer import load_landmark_model, predict_landmarks
 from minitalker.train.faces import load_face_agent
-from minitalker.video import MAX_SIDE, aligned_crops, paste_frames, write_video
+from minitalker.video import MAX_SIDE, aligned_crops, check_output, fit_photo, paste_frames, write_video
 
 MIN_PHOTO_SIDE = 64  # smaller photos hold too few pixels for a face detector or a 64 px crop
 
@@ -69,12 +73,20 @@ class TalkingFace:
         by frame. ``crop=True``, or a result made from a ``reference`` crop (no photo, so crops are all
         there is): the crops alone, enlarged ``scale`` times for viewing.
         """
-        if crop or self.photo is None:
-            chunks = range(0, len(self.frames), 64)  # 64 frames at a time: memory stays bounded
-            frames = (f for i in chunks for f in upscale(self.frames[i:i + 64], scale))
-        else:
-            frames = paste_frames(self.photo, self.frames, self.box, self.masks, max_side)
+        batches = ((self.frames[i:i + 64], None if self.masks is None else self.masks[i:i + 64])
+                   for i in range(0, len(self.frames), 64))  # 64 frames at a time: memory stays bounded
+        frames = video_frames(batches, None if crop else self.photo, self.box, scale, max_side)
         return write_video(path, frames, self.fps, self.audio, SAMPLE_RATE)
+
+
+def video_frames(batches: Iterable[tuple[np.ndarray, np.ndarray | None]], photo: np.ndarray | None,
+                 box: np.ndarray | None, scale: int = 4, max_side: int = MAX_SIDE) -> Iterator[np.ndarray]:
+    """Batches of (crops ``(b, S, S, 3)`` uint8, masks ``(b, S, S)``) → video frames, one at a time: pasted into
+    the ``photo`` (shrunk once to ``max_side``) through the masks, or without a photo the crops enlarged ``scale``x."""
+    if photo is not None:
+        photo, box = fit_photo(photo, box, max_side)
+    for crops, masks in batches:
+        yield from upscale(crops, scale) if photo is None else paste_frames(photo, crops, box, masks, max_side)
 
 
 def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
@@ -91,12 +103,19 @@ def load_photo(photo: str | os.PathLike | np.ndarray) -> np.ndarray:
     if isinstance(photo, (str, os.PathLike)):
         import imageio.v3 as iio
 
-        if not Path(photo).exists():
-            raise FileNotFoundError(f"no photo at {photo}")
-        photo = iio.imread(photo)
-    img = as_rgb_frames(np.asarray(photo))[0]  # (H, W, 3)
+        if not Path(photo).is_file():
+            raise FileNotFoundError(f"no photo at {photo} — check the path; give a JPEG or PNG with one face")
+        try:
+            photo = iio.imread(photo)
+        except (OSError, ValueError, SyntaxError) as e:  # Pillow: "image file is truncated", unknown formats
+            raise ValueError(f"could not read {photo} as an image ({e}) — it is truncated, corrupt or not an image: "
+                             "save or export it again as JPEG or PNG") from None
+    photo = np.asarray(photo)
+    if photo.dtype == np.uint16:  # 16-bit PNG or TIFF
+        photo = (photo // 257).astype(np.uint8)
+    img = as_rgb_frames(photo)[0]  # (H, W, 3)
     if min(img.shape[:2]) < MIN_PHOTO_SIDE:
-        raise ValueError(f"the photo is only {img.shape[1]}x{img.shape[0]} px: give one at least "
+        raise ValueError(f"the photo is only {img.shape[1]}x{img.shape[0]} px — give one at least "
                          f"{MIN_PHOTO_SIDE} px on each side with the face filling a good part of it")
     return img
 
@@ -125,22 +144,49 @@ class TalkingFacePipeline:
         crops, crop_lm = aligned_crops(img[None], lm, self.size, smooth=0)
         return Face(crops[0], crop_lm[0], img, face_box(lm[0]))
 
+    def _landmarks(self, audio, photo, reference, smooth: float) -> tuple[np.ndarray, Face, np.ndarray]:
+        """Speech (path or 16 kHz array) and a photo or a ``reference`` → (wav ``(N,)``, :class:`Face`,
+        agent 1's landmarks ``(T, 68, 2)`` in crop pixels, smoothed over time with sigma ``smooth`` frames)."""
+        wav = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else np.asarray(audio, np.float32)
+        if (photo is None) == (reference is None):
+            raise ValueError("give exactly one of photo= (any image with a face) or reference=(crop, landmarks)")
+        face = self.prepare_face(photo) if photo is not None else Face(*reference, None, None)
+        lm = predict_landmarks(self.landmark_model, wav, face.landmarks)  # (T, 68, 2) crop pixels
+        return wav, face, smooth_landmarks(lm, smooth)  # sigma 0 leaves them as they are
+
+    def _frames(self, face: Face, lm: np.ndarray, steps, guidance, seed, batch_size, progress) -> Iterator[tuple]:
+        """Agent 2's frames with their paste-back masks, a batch at a time: ``(b, S, S, 3)`` uint8, ``(b, S, S)``."""
+        batches = iter_frames(self.unet, self.schedule, face.crop, face.landmarks, lm, self.agent_cfg, steps=steps,
+                              guidance=guidance, seed=seed, batch_size=batch_size, progress=progress)
+        for i, frames in zip(range(0, len(lm), batch_size), batches):
+            chunk = lm[i:i + len(frames)]
+            yield frames, face_masks(chunk, face.landmarks, self.size, self.agent_cfg)[1][:, 0].numpy()  # soft
+
     def __call__(self, audio: str | os.PathLike | np.ndarray, photo: str | os.PathLike | np.ndarray | None = None,
                  *, reference: tuple[np.ndarray, np.ndarray] | None = None, steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, smooth: float = 1.0, batch_size: int = 32,
                  progress: bool = True) -> TalkingFace:
         """Speech (path or 16 kHz array) + a photo (or an already aligned ``reference`` crop and its
-        landmarks, then without a photo to paste into) → :class:`TalkingFace`. ``smooth``: Gaussian
-        sigma (frames) on the predicted landmarks; ``steps``/``guidance``: DDIM steps and
-        classifier-free guidance scale."""
-        wav = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else np.asarray(audio, np.float32)
-        if (photo is None) == (reference is None):
-            raise ValueError("give exactly one of photo= (any image with a face) or reference=(crop, landmarks)")
-        face = self.prepare_face(photo) if photo is not None else Face(*reference, None, None)
-        ref, ref_lm = face.crop, face.landmarks
-        lm = predict_landmarks(self.landmark_model, wav, ref_lm)  # (T, 68, 2) crop pixels
-        lm = smooth_landmarks(lm, smooth)  # sigma 0 leaves them as they are
-        frames = generate_frames(self.unet, self.schedule, ref, ref_lm, lm, self.agent_cfg, steps=steps,
-                                 guidance=guidance, seed=seed, batch_size=batch_size, progress=progress)
-        masks = face_masks(lm, ref_lm, self.size, self.agent_cfg)[1][:, 0].numpy()  # (T, S, S) soft
-        return TalkingFace(frames, lm, ref, ref_lm, wav, masks=masks, photo=face.photo, box=face.box)
+        landmarks, then without a photo to paste into) → :class:`TalkingFace`, every frame in memory.
+        ``smooth``: Gaussian sigma (frames) on the predicted landmarks; ``steps``/``guidance``: DDIM
+        steps and classifier-free guidance scale."""
+        wav, face, lm = self._landmarks(audio, photo, reference, smooth)
+        frames, masks = map(np.concatenate, zip(*self._frames(face, lm, steps, guidance, seed, batch_size, progress)))
+        return TalkingFace(frames, lm, face.crop, face.landmarks, wav, masks=masks, photo=face.photo, box=face.box)
+
+    def write(self, out: str | os.PathLike, audio: str | os.PathLike | np.ndarray,
+              photo: str | os.PathLike | np.ndarray | None = None, *,
+              reference: tuple[np.ndarray, np.ndarray] | None = None, crop: bool = False, steps: int | None = None,
+              guidance: float | None = None, seed: int = 0, smooth: float = 1.0, batch_size: int = 8,
+              progress: bool = True, max_side: int = MAX_SIDE) -> Path:
+        """The video of ``self(...).save(out, crop)``, streamed: each batch of frames is pasted and piped to
+        the encoder as it is made, so memory stays bounded however long the speech (what the CLI runs).
+        The output path and the sampling arguments are checked before any work. ``batch_size`` 8: the
+        UNet's activations take ~12 MB a frame at 64 px, and on a CPU larger batches are no faster (8 s of
+        speech at 2 steps, 1 thread: 25.5 s at batch 8 or 16, peak RSS 766 vs 876 MB)."""
+        check_output(out)
+        check_sampling(self.schedule, steps, self.agent_cfg.guidance_scale if guidance is None else guidance)
+        wav, face, lm = self._landmarks(audio, photo, reference, smooth)
+        batches = self._frames(face, lm, steps, guidance, seed, batch_size, progress)
+        return write_video(out, video_frames(batches, None if crop else face.photo, face.box, max_side=max_side),
+                           FPS, wav, SAMPLE_RATE)

@@ -241,6 +241,29 @@ def paste_back(photo: np.ndarray, crops: np.ndarray, box: np.ndarray, alpha: np.
 
 # ----------------------------------------------------------------------------- writing
 
+def check_output(path: str | os.PathLike) -> Path:
+    """Fail now, not after minutes of work, if no mp4 can be written at ``path`` → ``path`` as a Path.
+
+    Checks the suffix, that the folder exists and that we can create a file in it (a real probe:
+    permissions alone miss read-only file systems). An existing file is fine (it will be replaced).
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".mp4":
+        raise ValueError(f"{path} does not end in .mp4 — the video is written as mp4 (H.264 + AAC): "
+                         "give a path ending in .mp4")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder — give a file path ending in .mp4 inside it")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"folder {folder} does not exist — create it first (mkdir -p {folder})")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise PermissionError(f"cannot write in folder {folder} ({e.strerror}) — choose a writable folder "
+                              "for the video") from None
+    return path
+
+
 def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: float = FPS,
                 audio: np.ndarray | None = None, sr: int = SAMPLE_RATE, crf: int = 18) -> Path:
     """Write an mp4 (H.264, yuv420p, ``crf`` quality; AAC sound if ``audio`` is given) → the path.
@@ -249,16 +272,14 @@ def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarra
     :func:`paste_frames`: frames are piped to the encoder as they come, so a long full-resolution
     clip is never held in memory at once). Uses the ffmpeg binary bundled with imageio-ffmpeg. Odd
     widths/heights are padded by one repeated row/column (yuv420p needs even sizes). The file
-    appears atomically; the folder must exist (we do not create folders silently: a typo in a path
-    should fail loudly, not scatter files). Sound and picture keep their own lengths; players stop
-    at the longer one.
+    appears atomically; the folder must exist and be writable (:func:`check_output`, before the first
+    frame is asked for; we do not create folders silently: a typo in a path should fail loudly).
+    Sound and picture keep their own lengths; players stop at the longer one.
     """
     import imageio_ffmpeg
     import soundfile as sf
 
-    path = Path(path)
-    if path.suffix.lower() != ".mp4":
-        raise ValueError(f"write_video writes mp4 (H.264 + AAC): give a path ending in .mp4, not {path.name!r}")
+    path = check_output(path)
     hint = "(from floats in [-1, 1]: ((x + 1) * 127.5).round().clip(0, 255).astype(np.uint8))"
     if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8
                                            or len(frames) == 0):

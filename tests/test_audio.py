@@ -146,3 +146,14 @@ def test_plot_waveform_mel(speech):
     assert len({t.get_position()[1] for t in fig.axes[0].texts}) == 2  # neighbours' labels on two rows
     assert len(fig.axes[1].xaxis.get_minor_locator().locs) == 26  # 25 frames in 1 s → 26 boundaries
     matplotlib.pyplot.close(fig)
+
+
+def test_silent_clipped_and_quiet_speech_are_warned_about(speech):
+    assert A.audio_warnings(speech) == []  # a good recording: nothing to say
+    assert A.audio_warnings(np.zeros(SR, np.float32)) == [
+        "the audio is silent — the mouth will stay at rest; check the file or the recording level"]
+    loud = np.clip(speech * 8, -1, 1)  # driven into the rails
+    (clipped,) = A.audio_warnings(loud)
+    assert f"{np.mean(np.abs(loud) >= 0.999):.1%} of the audio samples are clipped" in clipped
+    (quiet,) = A.audio_warnings(speech * 0.01)
+    assert quiet.startswith("the audio is very quiet (peak -") and " — " in quiet

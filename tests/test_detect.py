@@ -78,15 +78,62 @@ def test_smoothing_removes_jitter_but_keeps_the_shape(carphone):
     assert D.smooth_landmarks(lm, 0.0) is lm
 
 
-@pytest.mark.parametrize("image", [np.full((200, 200, 3), 128, np.uint8), "coffee"])
-def test_an_image_without_a_face_raises_a_clear_error(image):
+@pytest.mark.parametrize("image, hint", [(np.full((200, 200, 3), 128, np.uint8), "upscale it"),
+                                         ("coffee", "frontal, well-lit"),
+                                         (np.full((3000, 4000, 3), 128, np.uint8), "shrunk to 1024 px a side")])
+def test_an_image_without_a_face_raises_a_clear_error_whose_hint_fits_its_size(image, hint):
     if isinstance(image, str):
         from skimage import data
 
         image = data.coffee()
-    with pytest.raises(NoFaceError, match="no face found in the image"):
+    with pytest.raises(NoFaceError, match=f"no face found in the image .*HOG and CNN.* — .*{hint}"):
         detect_landmarks(image)
     assert issubclass(NoFaceError, ValueError)
+
+
+def test_a_large_photo_is_searched_shrunk_and_fitted_at_full_size(monkeypatch):
+    from PIL import Image
+
+    small = load_image("astronaut")  # 512 px
+    big = np.asarray(Image.fromarray(small).resize((4096, 4096), Image.BICUBIC))  # 16 MP, the face ~1000 px wide
+    seen = []
+    real = D.shrink
+    monkeypatch.setattr(D, "shrink", lambda img, side: seen.append(real(img, side)[0].shape) or real(img, side))
+    det = detect_landmarks(big)
+    assert seen == [(1024, 1024, 3)]  # HOG searched 1 MP, not 16 (nor 64 upsampled)
+    ref = detect_landmarks(small).landmarks[0]
+    assert np.abs(det.landmarks[0] - ((ref + 0.5) * 8 - 0.5)).mean() < 8  # the same face, fitted in full-size pixels
+
+
+def test_the_cnn_stops_looking_in_a_video_where_it_never_finds_a_face(monkeypatch):
+    hog, mmod, predictor = D._dlib_models()
+    looks = []
+    monkeypatch.setattr(D, "_dlib_models", lambda: (hog, lambda img, up: looks.append(up) or mmod(img, up), predictor))
+    with pytest.raises(NoFaceError, match="any of the 12 frames"):
+        detect_landmarks(np.full((12, 64, 64, 3), 128, np.uint8))
+    assert looks == [1] * D.CNN_PATIENCE  # small frames: upsampled once
+
+
+def degrade(frame: np.ndarray, quality: int = 5) -> np.ndarray:
+    """A frame as a low-bitrate stream leaves it: JPEG at ``quality`` (blocking, smeared colour and edges)."""
+    import imageio.v3 as iio
+
+    return iio.imread(iio.imwrite("<bytes>", frame, extension=".jpg", quality=quality))
+
+
+def test_the_cnn_detector_finds_what_hog_misses_and_gaps_are_interpolated(carphone):
+    frames, clean = carphone
+    clip = np.stack([frames[0]] + [degrade(f) for f in frames[10:40:10]])  # one clean frame, three degraded
+    with pytest.raises(NoFaceError):
+        detect_landmarks(clip[1:], cnn=False)  # HOG alone sees no face in any degraded frame
+    det = detect_landmarks(clip)
+    assert det.source.tolist() == ["hog", "cnn", "", "cnn"]  # frame 2 defeats both: interpolated
+    np.testing.assert_array_equal(det.found, [True, True, False, True])
+    truth = clean.landmarks[[0, 10, 20, 30]]
+    assert np.abs(det.landmarks[[1, 3]] - truth[[1, 3]]).mean() < 4  # the predictor fits well in the CNN's box
+    np.testing.assert_allclose(det.landmarks[2], (det.landmarks[1] + det.landmarks[3]) / 2, atol=1e-4)
+    assert det.report() == ("dlib: a face in 3 of 4 frames; by the CNN detector (HOG found none) in frames 1, 3; "
+                            "interpolated frames 2")
 
 
 def test_a_video_without_any_face_raises_a_clear_error():

@@ -8,12 +8,12 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from minitalker.face_agent import (FaceAgentConfig, face_masks, generate_frames, landmark_tokens_input,
+from minitalker.face_agent import (FaceAgentConfig, check_sampling, face_masks, generate_frames, landmark_tokens_input,
                                    lower_face_mask, mouth_box_mask, to_tensor, to_uint8)
 from minitalker.io import load_checkpoint
 from minitalker.nn.unet import UNetConfig
-from minitalker.train.faces import (FaceRun, FrameBank, export_face_model, load_face_agent, make_batch_fn,
-                                    train_faces)
+from minitalker.train.faces import (FaceRun, FrameBank, export_face_model, face_agent_config, load_face_agent,
+                                    make_batch_fn, train_faces)
 
 TINY_UNET = dict(image_size=32, widths=(16, 32), cross_attn_levels=(1,), self_attn_levels=(), token_dim=32,
                  heads=2, norm_groups=8)
@@ -148,7 +148,7 @@ def test_earlier_layout_checkpoints_load_as_such_and_wrong_checkpoints_are_refus
     assert (unet.cfg, agent) == (run.unet, run.agent)
     with pytest.raises(ValueError, match="condition channels"):
         dataclasses.replace(FaceRun.preset("fast"), agent=FaceAgentConfig(sketch=False))
-    with pytest.raises(ValueError, match="not a face-agent checkpoint"):
+    with pytest.raises(ValueError, match=r"weights of agent 1 \(landmarks\) \(give it as --landmarks\), not those of agent 2"):
         load_face_agent(DATA_DIR / "checkpoints" / "landmarks_fast")
 
 
@@ -201,6 +201,16 @@ def test_generation_is_seeded_and_keeps_the_reference_upper_face(tiny_face_run, 
     np.testing.assert_array_equal(a[outside], np.repeat(ref[None], 3, 0)[outside])  # background etc. untouched
     with pytest.raises(ValueError, match="crop the face"):
         generate_frames(unet, schedule, np.zeros((16, 16, 3), np.uint8), ref_lm, lm, agent, progress=False)
+
+
+def test_sampling_arguments_are_checked_with_a_clear_message():
+    _, schedule, _ = face_agent_config()  # the shipped checkpoint's JSON alone
+    for steps, guidance, message in [(0, 1.0, "steps 0 is out of range — give 1 to 1000"), (5000, 1.0, "steps 5000"),
+                                     (None, float("nan"), "guidance nan is not a finite number ≥ 0 — "),
+                                     (10, -1.0, "guidance -1.0")]:
+        with pytest.raises(ValueError, match=message):
+            check_sampling(schedule, steps, guidance)
+    check_sampling(schedule, 1000, 0.0)  # both bounds are allowed
 
 
 def test_export_is_fp16_and_loads_back(tiny_face_run, tmp_path):

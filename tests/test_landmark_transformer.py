@@ -131,7 +131,7 @@ def test_checkpoint_with_another_config_is_refused(tmp_path):
     with pytest.raises(ValueError, match="another LandmarkCompletionTransformer layout.*retrain"):
         model_from_checkpoint(tmp_path / "old")
     save_checkpoint(tmp_path / "unet", tensors, {"model_class": "LandmarkUNet", "model_config": CFG.to_dict()})
-    with pytest.raises(ValueError, match="LandmarkUNet"):
+    with pytest.raises(ValueError, match="neither agent's weights, not those of agent 1"):
         model_from_checkpoint(tmp_path / "unet")
     with pytest.raises(FileNotFoundError, match="train one"):
         model_from_checkpoint(tmp_path / "missing")

@@ -103,8 +103,35 @@ def test_generate_command_and_missing_output_folder(arctic, tmp_path, capsys):
     assert streams(tmp_path / "out.mp4")[:2] == (1, 1) and "25 frames" in capsys.readouterr().out
     assert read_video(tmp_path / "out.mp4")[0].shape == (25, 600, 512, 3)  # the photo's size; --crop: the crop's
     assert build_parser().parse_args(args + ["--out", "x.mp4", "--crop"]).crop
-    with pytest.raises(FileNotFoundError, match="mkdir -p"):
+    with pytest.raises(SystemExit) as exit:
         main(args + ["--out", str(tmp_path / "no" / "such" / "out.mp4")])
+    assert exit.value.code == 1 and "create it first (mkdir -p" in capsys.readouterr().err
+
+
+def test_write_streams_each_batch_to_the_encoder(pipe, arctic, tmp_path, monkeypatch):
+    """``write`` makes the video of ``pipe(...).save`` without holding the clip: the encoder has the first
+    batch's frames before the second batch is sampled."""
+    import minitalker.pipeline as P
+
+    photo = load_face("grace_hopper")[0]
+    made, seen = [], []  # batches sampled so far; that count as each frame reaches the encoder
+    sample, encode = P.iter_frames, P.write_video
+
+    def counted(*args, **kwargs):
+        for batch in sample(*args, **kwargs):
+            made.append(len(batch))
+            yield batch
+
+    def watched(path, frames, *args):
+        return encode(path, (seen.append(len(made)) or f for f in frames), *args)
+
+    monkeypatch.setattr(P, "iter_frames", counted)
+    monkeypatch.setattr(P, "write_video", watched)
+    pipe.write(tmp_path / "streamed.mp4", arctic, photo, steps=1, batch_size=8, progress=False)
+    assert made == [8, 8, 8, 1] and seen == [1] * 8 + [2] * 8 + [3] * 8 + [4]
+    whole = pipe(arctic, photo, steps=1, progress=False).save(tmp_path / "whole.mp4")
+    a, b = read_video(tmp_path / "streamed.mp4")[0], read_video(whole)[0]
+    assert a.shape == b.shape == (25, 600, 512, 3) and np.abs(a.astype(int) - b).max() <= 2  # the same video
 
 
 def test_demo_writes_the_video_and_figures(tmp_path, capsys):

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import minitalker.io
-from minitalker.io import load_checkpoint
+from minitalker.io import load_checkpoint, load_meta, save_checkpoint
 from minitalker.train.loop import TrainConfig, lr_at, sample_seeds
 from tiny_training import batch_fn, make_trainer
 
@@ -89,6 +89,23 @@ def test_checkpoints_are_atomic_and_torn_pairs_are_caught(tmp_path, monkeypatch)
     minitalker.io.write_json(tmp_path / "last.json", meta | {"step": 4})
     with pytest.raises(RuntimeError, match="torn"):
         make_trainer(tmp_path, steps=5).fit(resume=True)
+
+
+def test_checkpoint_names_keep_their_dots_and_damaged_files_are_named(tmp_path):
+    w = {"w": torch.arange(4.0)}
+    save_checkpoint(tmp_path / "run_v0.5", w, {"step": 5})
+    save_checkpoint(tmp_path / "run_v0.6", w, {"step": 6})  # with_suffix would have overwritten run_v0.json
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run_v0.5.json", "run_v0.5.safetensors",
+                                                           "run_v0.6.json", "run_v0.6.safetensors"]
+    assert load_checkpoint(tmp_path / "run_v0.5")[1] == {"step": 5} and load_meta(tmp_path / "run_v0.6.json") == {"step": 6}
+    st = tmp_path / "run_v0.5.safetensors"
+    st.write_bytes(st.read_bytes()[:-3])  # a copy cut short
+    with pytest.raises(ValueError, match=r"run_v0\.5\.safetensors is truncated or corrupt .* — .*--fresh"):
+        load_checkpoint(tmp_path / "run_v0.5")
+    js = tmp_path / "run_v0.6.json"
+    js.write_text(js.read_text()[:5])
+    with pytest.raises(ValueError, match=r"run_v0\.6\.json is truncated or corrupt"):
+        load_meta(tmp_path / "run_v0.6")
 
 
 def test_best_checkpoint_holds_the_lowest_validation_metric(tmp_path):

@@ -4,7 +4,10 @@ Two backends, both giving the exact iBUG-68 scheme of :mod:`minitalker.landmarks
 
 * ``"dlib"`` (the default, works offline): dlib's HOG face detector plus its 68-point shape
   predictor (an ensemble of regression trees), whose weights ship in the ``face-recognition-models``
-  package. About 11 ms a frame on one CPU core.
+  package. About 11 ms a frame on one CPU core. Where HOG finds nothing (blur, heavy compression,
+  dim light), dlib's CNN face detector (MMOD, same package; ~1 s a frame) gets a second look, and
+  the predictor runs on its box. Photos over ``DETECT_SIDE`` px are searched shrunk (bounded cost),
+  the landmarks then fitted on the full image (face_alignment: fitted shrunk, scaled back).
 * ``"face_alignment"``: the S3FD detector plus the 2D-FAN network (Bulat & Tzimiropoulos 2017), the
   detector the DiffTalker design card names. More accurate on turned or small faces, but
   face-alignment downloads its two weight files on first use; without network, put them in place
@@ -12,7 +15,8 @@ Two backends, both giving the exact iBUG-68 scheme of :mod:`minitalker.landmarks
 
 A video rarely has a face in every frame (motion blur, a hand, a turned head). Missing frames are
 filled by linear interpolation between their found neighbours (nearest found frame at the ends),
-and marked in :attr:`Detection.found`, so one bad frame never breaks a whole clip.
+and marked in :attr:`Detection.found` (which detector found each frame: :attr:`Detection.source`),
+so one bad frame never breaks a whole clip.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from scipy.ndimage import gaussian_filter1d
 from minitalker.landmarks.scheme import N_POINTS
 
 BACKENDS = ("dlib", "face_alignment")
+DETECT_SIDE = 1024  # HOG searches images shrunk to this longer side (upsampled 2x inside): ~0.5 s a photo
+CNN_SIDE = 512  # the CNN (~4x slower per pixel) searches at most this; images under half of it are upsampled
+CNN_PATIENCE = 8  # in a video, the CNN stops looking after this many looks that all found nothing
 
 
 class NoFaceError(ValueError):
@@ -41,7 +48,8 @@ class Detection:
 
     ``landmarks (T, 68, 2)`` float32, (x, y) in pixels of the input frames, gaps filled;
     ``found (T,)`` bool, False where the frame's landmarks were interpolated;
-    ``n_faces (T,)`` int, how many faces the detector saw in each frame (we keep one).
+    ``n_faces (T,)`` int, how many faces the detector saw in each frame (we keep one);
+    ``source (T,)`` str, the detector that found each frame ("hog", "cnn", "s3fd"; "" where interpolated).
     A single image gives ``T = 1``: use ``det.landmarks[0]``.
     """
 
@@ -49,6 +57,7 @@ class Detection:
     found: np.ndarray
     n_faces: np.ndarray
     backend: str
+    source: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.landmarks)
@@ -57,6 +66,8 @@ class Detection:
         """One line for humans: how many frames had a face, which were filled, where several faces were."""
         T, n = len(self), int(self.found.sum())
         text = f"{self.backend}: a face in {n} of {T} frame{'s' * (T != 1)}"
+        if self.source is not None and (self.source == "cnn").any():
+            text += f"; by the CNN detector (HOG found none) in frames {_ranges(self.source == 'cnn')}"
         if n < T:
             text += f"; interpolated frames {_ranges(~self.found)}"
         if (self.n_faces > 1).any():
@@ -109,23 +120,50 @@ def dlib_model_path() -> Path:
 
 @functools.cache
 def _dlib_models():
-    """Load dlib's HOG face detector and 68-point shape predictor once per process."""
+    """Load dlib's HOG face detector, its CNN (MMOD) face detector and the 68-point shape predictor once per process."""
     import dlib
 
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(dlib_model_path()))
+    cnn = dlib.cnn_face_detection_model_v1(str(dlib_model_path().parent / "mmod_human_face_detector.dat"))
+    return dlib.get_frontal_face_detector(), cnn, dlib.shape_predictor(str(dlib_model_path()))
 
 
-def _dlib_faces(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All faces in one RGB image → ``boxes (K, 5)`` as (x0, y0, x1, y1, score), ``landmarks (K, 68, 2)``.
+def shrink(img: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """``(H, W, 3)`` uint8 → (the image with its longer side at most ``max_side``, the scale ``k`` ≤ 1).
 
-    We upsample the image once before detection (``run(img, 1)``): dlib's HOG window is 80 px, so
-    this finds faces down to about 40 px wide, at 4× the cost of no upsampling.
+    Pillow's bilinear resize, which widens its filter when shrinking (anti-aliased), on uint8:
+    a 12 MP photo costs no float copy."""
+    from PIL import Image
+
+    k = min(1.0, max_side / max(img.shape[:2]))
+    if k == 1:
+        return img, k
+    size = (max(1, round(img.shape[1] * k)), max(1, round(img.shape[0] * k)))
+    return np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR)), k
+
+
+def _dlib_faces(img: np.ndarray, cnn: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
+    """All faces in one RGB image → ``boxes (K, 5)`` as (x0, y0, x1, y1, score), ``landmarks (K, 68, 2)``,
+    and which detector found them ("hog" or "cnn").
+
+    HOG first, on the image shrunk to ``DETECT_SIDE``, upsampled once (``run(img, 1)``): dlib's HOG
+    window is 80 px, so this finds faces down to about 40 px wide there. Where it finds none (and
+    ``cnn``), the CNN detector on the image shrunk to ``CNN_SIDE``. The predictor always fits the
+    68 points on the full image, in the box scaled back.
     """
-    detector, predictor = _dlib_models()
-    rects, scores, _ = detector.run(img, 1, 0.0)
+    import dlib
+
+    hog, mmod, predictor = _dlib_models()
+    small, k = shrink(img, DETECT_SIDE)
+    rects, scores, _ = hog.run(small, 1, 0.0)
+    source = "hog"
+    if not rects and cnn:
+        small, k = shrink(img, CNN_SIDE)
+        found = mmod(small, int(max(small.shape[:2]) <= CNN_SIDE // 2))
+        rects, scores, source = [d.rect for d in found], [d.confidence for d in found], "cnn"
+    rects = [dlib.rectangle(*(round(v / k) for v in (r.left(), r.top(), r.right(), r.bottom()))) for r in rects]
     boxes = np.array([[r.left(), r.top(), r.right(), r.bottom(), s] for r, s in zip(rects, scores)], np.float32)
     lms = [[(p.x, p.y) for p in predictor(img, r).parts()] for r in rects]
-    return boxes.reshape(-1, 5), np.array(lms, np.float32).reshape(-1, N_POINTS, 2)
+    return boxes.reshape(-1, 5), np.array(lms, np.float32).reshape(-1, N_POINTS, 2), source
 
 
 # ------------------------------------------------------------------------ face_alignment backend
@@ -168,15 +206,20 @@ def _face_alignment_model(device: str):
                                         face_detector="sfd", compile=False)
 
 
-def _face_alignment_faces(img: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
-    """All faces in one RGB image → ``boxes (K, 5)`` as (x0, y0, x1, y1, score), ``landmarks (K, 68, 2)``."""
+def _face_alignment_faces(img: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """All faces in one RGB image → ``boxes (K, 5)`` as (x0, y0, x1, y1, score), ``landmarks (K, 68, 2)``, "s3fd".
+
+    Images over ``DETECT_SIDE`` are searched and fitted shrunk, the results scaled back (bounded cost)."""
     model = _face_alignment_model(device)
+    small, k = shrink(img, DETECT_SIDE)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="No faces were detected")
-        lms, _, boxes = model.get_landmarks_from_image(img, return_bboxes=True)
+        lms, _, boxes = model.get_landmarks_from_image(small, return_bboxes=True)
     if lms is None:
-        return np.zeros((0, 5), np.float32), np.zeros((0, N_POINTS, 2), np.float32)
-    return np.array(boxes, np.float32).reshape(-1, 5), np.array(lms, np.float32)[..., :2].reshape(-1, N_POINTS, 2)
+        return np.zeros((0, 5), np.float32), np.zeros((0, N_POINTS, 2), np.float32), "s3fd"
+    boxes, lms = np.array(boxes, np.float32).reshape(-1, 5), np.array(lms, np.float32)[..., :2].reshape(-1, N_POINTS, 2)
+    boxes[:, :4] /= k
+    return boxes, lms / k, "s3fd"
 
 
 # ---------------------------------------------------------------------------- choosing and filling
@@ -222,13 +265,16 @@ def smooth_landmarks(landmarks: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def detect_landmarks(frames: np.ndarray, backend: str = "dlib", smooth: float = 0.0,
-                     device: str | None = None) -> Detection:
+                     device: str | None = None, cnn: bool = True) -> Detection:
     """Landmarks of the main face in an image or in every frame of a video.
 
     ``frames``: ``(T, H, W, 3)`` uint8 video, or one ``(H, W)``, ``(H, W, 3)``, ``(H, W, 4)`` image
     (see :func:`as_rgb_frames`). ``backend``: ``"dlib"`` (offline) or ``"face_alignment"``.
     ``smooth``: sigma in frames of a temporal Gaussian (0 = none). ``device`` (face_alignment only):
-    default ``minitalker.config.default_device()``.
+    default ``minitalker.config.default_device()``. ``cnn`` (dlib only): ask the CNN detector where
+    HOG finds nothing, until it has looked :data:`CNN_PATIENCE` times without ever finding a face (so
+    a video with no face costs a few CNN looks, not one a frame). The cascade per frame: detector(s),
+    then interpolation over the frames still missing.
     Returns a :class:`Detection` with ``landmarks (T, 68, 2)``; raises :class:`NoFaceError` if no
     frame has a face.
     """
@@ -238,24 +284,38 @@ def detect_landmarks(frames: np.ndarray, backend: str = "dlib", smooth: float = 
     elif backend == "face_alignment":
         from minitalker.config import default_device
 
-        faces = functools.partial(_face_alignment_faces, device=device or str(default_device()))
+        device = device or str(default_device())
+        faces = lambda img, cnn: _face_alignment_faces(img, device)  # noqa: E731 (one detector: no second look)
     else:
         raise ValueError(f"unknown backend {backend!r}: choose one of {BACKENDS}")
     T = len(frames)
     landmarks = np.zeros((T, N_POINTS, 2), np.float32)
-    found, n_faces, previous = np.zeros(T, bool), np.zeros(T, int), None
+    found, n_faces, source, previous = np.zeros(T, bool), np.zeros(T, int), np.full(T, "", "<U4"), None
+    looks = finds = 0  # the CNN's, so far
     for t, img in enumerate(frames):
-        boxes, lms = faces(img)
+        boxes, lms, detector = faces(img, cnn=cnn and (finds > 0 or looks < CNN_PATIENCE))
+        looks, finds = looks + (detector == "cnn"), finds + (detector == "cnn" and len(boxes) > 0)
         n_faces[t] = len(boxes)
         if len(boxes):
             k = choose_face(boxes, previous)
-            landmarks[t], found[t], previous = lms[k], True, boxes[k]
+            landmarks[t], found[t], source[t], previous = lms[k], True, detector, boxes[k]
     if not found.any():
-        what = "the image" if T == 1 else f"any of the {T} frames"
-        raise NoFaceError(
-            f"no face found in {what} (backend {backend!r}, image size {frames.shape[2]}x{frames.shape[1]}). "
-            "Use a frontal, well-lit face; faces under about 40 px wide are missed, so upscale small images; "
-            + ("backend='face_alignment' copes better with turned heads." if backend == "dlib" else
-               "or try backend='dlib'."))
+        searched = "S3FD detector" if backend == "face_alignment" else "HOG and CNN detectors" if cnn else "HOG detector"
+        raise NoFaceError(_no_face_message(frames.shape, backend, searched))
     landmarks = smooth_landmarks(fill_gaps(landmarks, found), smooth)
-    return Detection(landmarks, found, n_faces, backend)
+    return Detection(landmarks, found, n_faces, backend, source)
+
+
+def _no_face_message(shape: tuple[int, ...], backend: str, searched: str) -> str:
+    """What went wrong and what to try, for images of this ``(T, H, W, 3)`` shape: small, large or in between."""
+    T, H, W = shape[:3]
+    what = "the image" if T == 1 else f"any of the {T} frames"
+    if max(H, W) > DETECT_SIDE:
+        todo = (f"it was searched shrunk to {DETECT_SIDE} px a side, where faces under about 40 px (here "
+                f"{40 * max(H, W) // DETECT_SIDE} px of the original) are missed: crop it around the face")
+    elif max(H, W) < 320:
+        todo = "faces under about 40 px wide are missed: if the face is that small, use a larger image or upscale it"
+    else:
+        todo = "use a frontal, well-lit, unhidden face"
+    other = "backend 'face_alignment' copes better with turned heads" if backend == "dlib" else "or try backend 'dlib'"
+    return f"no face found in {what} ({W}x{H} px, {searched}) — {todo}; {other}"

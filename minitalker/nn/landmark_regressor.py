@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from minitalker.config import DATA_DIR, PresetConfig
-from minitalker.io import load_checkpoint
+from minitalker.io import load_checkpoint, suffixed
 from minitalker.landmarks.scheme import check_landmarks
 
 CHECKPOINT = DATA_DIR / "checkpoints" / "landmark_regressor_fast"  # the shipped one (64 px corpus frames)
@@ -119,7 +119,7 @@ def load_landmark_regressor(size: int | None = None, path: str | os.PathLike = C
     the shipped ``data/checkpoints/landmark_regressor_fast``.
     """
     path = Path(path)
-    if not path.with_suffix(".json").exists():
+    if not suffixed(path, ".json").exists():
         raise FileNotFoundError(f"no landmark regressor at {path}.json: train it with "
                                 "`python -m minitalker.train.landmark_regressor` (about 3 minutes on one CPU core)")
     tensors, meta = load_checkpoint(path)

@@ -65,7 +65,7 @@ from torch import nn
 
 from ..audio import AudioConfig, audio_features
 from ..config import DATA_DIR, PresetConfig
-from ..io import load_checkpoint
+from ..io import check_kind, load_checkpoint
 from ..landmarks import scheme
 
 HIDDEN = np.flatnonzero(scheme.COMPLETION_MASK)  # (31,) indices predicted from audio
@@ -284,8 +284,7 @@ def model_from_checkpoint(path: str | os.PathLike, config: LandmarkTransformerCo
     The checkpoint's JSON (configs, metrics, provenance) is kept as ``model.meta``.
     """
     tensors, meta = load_checkpoint(path)
-    if meta.get("model_class") not in (None, "LandmarkCompletionTransformer"):
-        raise ValueError(f"{path} holds a {meta['model_class']}, not a LandmarkCompletionTransformer")
+    check_kind(path, meta, "landmarks")
     saved = LandmarkTransformerConfig.from_dict(meta["model_config"])
     if config is not None and config != saved:
         diff = [k for k, v in config.to_dict().items() if saved.to_dict()[k] != v]

@@ -30,7 +30,7 @@ from minitalker.data.corpus import Corpus, load_corpus
 from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
 from minitalker.face_agent import (FaceAgentConfig, condition, face_masks, generate_frames, landmark_tokens_input,
                                    mouth_box_mask, sketch, to_tensor, warp_reference)
-from minitalker.io import load_checkpoint, save_checkpoint
+from minitalker.io import check_kind, load_checkpoint, load_meta, save_checkpoint
 from minitalker.nn.unet import LandmarkUNet, UNetConfig
 from minitalker.train.loop import Trainer, TrainConfig, ship_training_log
 
@@ -246,19 +246,25 @@ def train_faces(preset: str | None = None, out: str | Path | None = None, resume
     return trainer
 
 
-def load_face_agent(path: str | Path | None = None, device=None, ema: bool = True):
-    """Load a face checkpoint (``best``/``last`` of a run, or the shipped one) → (unet, schedule, agent cfg).
-
-    Tensors are read from safetensors (no unpickling); the configs from the JSON beside them. A
-    checkpoint of the earlier layout (no ``grounded``/``mask``/``warp``/``sketch`` fields) loads as what it is.
-    """
-    tensors, meta = load_checkpoint(path or SHIPPED, device="cpu")
-    if "model_config" not in meta or "agent" not in meta["model_config"]:
-        raise ValueError(f"{path or SHIPPED} is not a face-agent checkpoint (no agent config): give one written by "
-                         "`minitalker train faces`")
+def face_agent_config(path: str | Path | None = None) -> tuple[UNetConfig, NoiseSchedule, FaceAgentConfig]:
+    """A face checkpoint's configs (UNet, noise schedule, agent) from its JSON alone, no tensor read: what
+    arguments are checked against before the model loads. A checkpoint of the earlier layout (no
+    ``grounded``/``mask``/``warp``/``sketch`` fields) reads as what it is."""
+    meta = load_meta(path or SHIPPED)
+    check_kind(path or SHIPPED, meta, "faces")
     mc = {k: EARLIER_LAYOUT.get(k, {}) | v for k, v in meta["model_config"].items()}
     unet_cfg, agent = UNetConfig.from_dict(mc["unet"]), FaceAgentConfig.from_dict(mc["agent"])
     check_channels(unet_cfg, agent)
+    return unet_cfg, NoiseSchedule(DiffusionConfig.from_dict(mc["diffusion"])), agent
+
+
+def load_face_agent(path: str | Path | None = None, device=None, ema: bool = True):
+    """Load a face checkpoint (``best``/``last`` of a run, or the shipped one) → (unet, schedule, agent cfg).
+
+    Tensors are read from safetensors (no unpickling); the configs from the JSON beside them (:func:`face_agent_config`).
+    """
+    unet_cfg, schedule, agent = face_agent_config(path)
+    tensors, _ = load_checkpoint(path or SHIPPED, device="cpu")
     unet = LandmarkUNet(unet_cfg)
     prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
     state = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
@@ -266,7 +272,7 @@ def load_face_agent(path: str | Path | None = None, device=None, ema: bool = Tru
     unet.eval().requires_grad_(False)
     if device is not None:
         unet.to(device)
-    return unet, NoiseSchedule(DiffusionConfig.from_dict(mc["diffusion"])), agent
+    return unet, schedule, agent
 
 
 def evaluate_faces(checkpoint: str | Path | None = None, corpus: Corpus | str | None = None, clips_per_group: int = 4,

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from minitalker.config import cache_dir
-from minitalker.io import save_checkpoint
+from minitalker.io import save_checkpoint, suffixed
 from minitalker.landmarks.scheme import MOUTH, inter_ocular, mouth_error
 from minitalker.nn.landmark_regressor import CHECKPOINT, LandmarkRegressor, RegressorConfig, to_unit
 from minitalker.train.loop import Trainer, TrainConfig
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch_threads": torch.get_num_threads(), "metrics_on_true_frames": report})
     for k, v in report.items():
         print(f"{k:24s} {v:.4f}")
-    print("wrote", Path(args.out).with_suffix(".safetensors"))
+    print("wrote", suffixed(args.out, ".safetensors"))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from ..config import preset_name
 from ..data.corpus import Corpus, CorpusConfig, load_corpus
 from ..data.datasets import LandmarkClips, MelAugment
 from ..data.visemes import base_phoneme, phoneme_class
-from ..io import atomic_path, load_checkpoint, save_checkpoint
+from ..io import atomic_path, load_checkpoint, save_checkpoint, suffixed
 from ..landmarks import scheme
 from ..nn.landmark_transformer import (HIDDEN, SHIPPED, LandmarkCompletionTransformer, LandmarkTransformerConfig,
                                        model_from_checkpoint)
@@ -298,7 +298,7 @@ def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIP
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dest, weights, info)
     ship_training_log(run, dest)  # the training curves, for notebook 02
-    with atomic_path(dest.with_suffix(".md")) as tmp:
+    with atomic_path(suffixed(dest, ".md")) as tmp:
         tmp.write_text(f"# {dest.name}: agent 1, the landmark completion transformer\n\n"
                        f"Made by `{command}` ({info['exported']}): best of {info['step']} steps by validation mouth "
                        f"error, {info['train_seconds'] / 60:.1f} min of training ({info['torch_threads']} torch thread(s)), seed {info['seed']}, corpus "

@@ -40,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import PresetConfig, default_device
-from ..io import atomic_path, load_checkpoint, save_checkpoint
+from ..io import atomic_path, load_checkpoint, save_checkpoint, suffixed
 
 
 @dataclass
@@ -74,7 +74,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 def ship_training_log(run: str | os.PathLike, dest: str | os.PathLike) -> None:
     """Copy a run's ``metrics.jsonl`` to ``<dest>.metrics.jsonl`` (atomically), beside an exported checkpoint."""
-    with atomic_path(Path(dest).with_suffix(".metrics.jsonl")) as tmp:
+    with atomic_path(suffixed(dest, ".metrics.jsonl")) as tmp:
         tmp.write_text((Path(run) / "metrics.jsonl").read_text())
 
 
