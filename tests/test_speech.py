@@ -63,3 +63,19 @@ def test_grid_sentences_deterministic_and_grammatical():
         assert len(words) == 6 and all(w in slot for w, slot in zip(words, GRID_WORDS.values()))
     with pytest.raises(ValueError):
         grid_sentences(10**6)
+
+
+def test_a_stop_starts_at_its_closure_not_at_its_burst():
+    """espeak reports "p" when the burst starts; the silent closure before it is the stop's too
+    (synthesize moves stops CLOSURE_LEAD earlier), so the lips shut while the sound is silent."""
+    from minitalker.data.visemes import base_phoneme
+
+    speech = synthesize("lay green with p zero again")
+    name, start, end = next(p for p in speech.phonemes if base_phoneme(p[0]) == "p")
+
+    def level(a, b):  # dB between a and b seconds
+        return 20 * np.log10(np.sqrt(np.mean(speech.wav[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] ** 2)) + 1e-9)
+
+    loud = max(level(t, t + 0.02) for t in np.arange(0, speech.duration - 0.02, 0.02))
+    assert level(start + 0.005, start + 0.025) < loud - 40  # the closure: silence inside the stop
+    assert end - start > 0.05

@@ -60,7 +60,7 @@ from minitalker.audio import FPS, SAMPLE_RATE
 from minitalker.config import PresetConfig, cache_dir
 from minitalker.io import write_json
 
-FORMAT, VERSION = "minitalker-corpus", 1
+FORMAT, VERSION = "minitalker-corpus", 2  # 2: stops close CLOSURE_LEAD before espeak says (visemes)
 SPLITS = ("train", "val", "test")
 SHARD_FRAMES = 4096  # frames per shard file (48 MB at 64 px): small enough to mmap, few enough to list
 #: iBUG-68 index of each point's mirror image (jaw 0↔16, brows 17↔26, eyes 36↔45, mouth 48↔54...).

@@ -98,12 +98,32 @@ def _intervals(starts: list[tuple[str, float]], end: float) -> list[tuple[str, f
     return [(n, s, e) for (n, s), e in zip(starts, ends) if e > s]
 
 
+#: espeak reports a stop when its burst starts; the closure before it (silence or a voice bar) is the stop's
+#: too. Measured against pocketsphinx's acoustic alignment of espeak speech, p, b and t begin 35-48 ms
+#: after their closure does, so a stop is moved CLOSURE_LEAD earlier (at most half way into the phoneme before).
+STOPS, CLOSURE_LEAD = frozenset({"p", "b", "t", "d", "k", "g"}), 0.04
+
+
+def _closures_first(phonemes: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Phoneme intervals with every stop starting at its closure: ``CLOSURE_LEAD`` earlier, taken from the phoneme before."""
+    from minitalker.data.visemes import base_phoneme
+
+    out = list(phonemes)
+    for i in range(1, len(out)):
+        (prev, a, _), (name, start, end) = out[i - 1], out[i]
+        if base_phoneme(name) in STOPS:
+            onset = max(start - CLOSURE_LEAD, (a + start) / 2)
+            out[i - 1], out[i] = (prev, a, onset), (name, onset, end)
+    return out
+
+
 def synthesize(text: str, voice: Voice = Voice()) -> Speech:
     """Speak ``text`` → :class:`Speech` (16 kHz audio, phoneme and word intervals in seconds).
 
     espeak-ng speaks at 22050 Hz; we resample to 16 kHz with a polyphase filter (320/441). Phoneme
-    ``i`` lasts from its event to the next phoneme's event (the last one to the end of the audio);
-    a leading ``"_"`` covers the silence before the first phoneme. Deterministic: the same text and
+    ``i`` lasts from its event to the next phoneme's event (the last one to the end of the audio),
+    except that stops start at their closure (:func:`_closures_first`); a leading ``"_"`` covers the
+    silence before the first phoneme. Deterministic: the same text and
     voice give byte-identical output (each call runs espeak in a fresh process, see ``espeak.py``).
     """
     from scipy.signal import resample_poly
@@ -118,6 +138,7 @@ def synthesize(text: str, voice: Voice = Voice()) -> Speech:
         phones.insert(0, (SILENCE, 0.0))
     phonemes = _intervals(phones, len(pcm) / rate)
     phonemes[-1] = (*phonemes[-1][:2], duration)
+    phonemes = _closures_first(phonemes)
     # a word starts with its first phoneme and ends where the next word or a silence starts
     word_events = [e for e in events if e[0] == "word"]
     sounds = [s for n, s, _ in phonemes if not n.startswith(SILENCE)]
