@@ -8,7 +8,10 @@ own cosine schedule, seed 0, same corpus):
 2. ``+ frequency warp``: formants moved by up to 15% (VTLP, ``freq_warp``);
 3. ``+ speed``: clips played up to 1.3x faster or slower (``speed``);
 4. ``+ band-limits, non-speech``: 20% of chunks band-limited, 10% noise, hum or tunes with the mouth
-   at rest (``p_band``, ``p_nonspeech``) = the fast preset.
+   at rest (``p_band``, ``p_nonspeech``);
+5. ``+ 24 voices``: every sentence still spoken 5 times, by voices drawn from 24 espeak voices and
+   accents instead of 6 (``voices = MANY_VOICES``);
+6. ``+ faster speech``: espeak rates 150-270 words a minute instead of 140-190 (``rates = FAST_RATES``).
 
 Each row is scored on the real set (:func:`minitalker.lipsync.evaluate_landmarks_real`: closure /
 open-vowel opening ratio, open-vowel r, AV offset) and on the synthetic test set
@@ -28,7 +31,8 @@ from pathlib import Path
 from minitalker.io import write_json
 from minitalker.lipsync import evaluate_landmarks_real, format_lipsync
 from minitalker.nn.landmark_transformer import model_from_checkpoint
-from minitalker.train.landmarks import LandmarkTrainConfig, evaluate_landmarks, train_landmarks
+from minitalker.train.landmarks import (FAST_RATES, MANY_VOICES, LandmarkTrainConfig, evaluate_landmarks,
+                                       train_landmarks)
 
 RESULTS = Path(__file__).parent / "results" / "landmark_ablation.json"
 
@@ -41,7 +45,9 @@ def rows(steps: int) -> list[tuple[str, LandmarkTrainConfig]]:
             ("+ equaliser", dataclasses.replace(speech_only, freq_warp=0.0, speed=0.0)),
             ("+ frequency warp", dataclasses.replace(speech_only, speed=0.0)),
             ("+ speed", speech_only),
-            ("+ band-limits, non-speech", fast)]
+            ("+ band-limits, non-speech", dataclasses.replace(fast, voices=())),
+            ("+ 24 voices", dataclasses.replace(fast, voices=MANY_VOICES)),
+            ("+ faster speech", dataclasses.replace(fast, voices=MANY_VOICES, rates=FAST_RATES))]
 
 
 def main() -> None:
@@ -49,20 +55,23 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1200, help="training steps per row")
     ap.add_argument("--rows", type=int, nargs="*", help="row indices (default: all)")
     ap.add_argument("--out", default="outputs/landmark_ablation", help="run folders")
+    ap.add_argument("--no-train", action="store_true", help="only score rows already trained")
     args = ap.parse_args()
     table = rows(args.steps)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for i in args.rows if args.rows is not None else range(len(table)):
         name, cfg = table[i]
         start = time.time()
-        run = train_landmarks("fast", Path(args.out) / f"row{i}", resume=True, train_cfg=cfg)
-        minutes = (time.time() - start) / 60
+        run = Path(args.out) / f"row{i}"
+        if not args.no_train:
+            train_landmarks("fast", run, resume=True, train_cfg=cfg)
+        minutes = results.get(name, {}).get("train_minutes") if args.no_train else round((time.time() - start) / 60, 1)
         model = model_from_checkpoint(run / "best")
         real, synthetic = evaluate_landmarks_real(model), evaluate_landmarks(model)
-        print(f"## {i}: {name} ({args.steps} steps, {minutes:.1f} min)\n{format_lipsync(real)}\n"
+        print(f"## {i}: {name} ({args.steps} steps, {minutes} min)\n{format_lipsync(real)}\n"
               f"synthetic: {synthetic['improvement']}")
-        results[name] = {"row": i, "steps": args.steps, "train_minutes": round(minutes, 1),
-                         "real": real["overall"], "real_recordings": real["recordings"],
+        results[name] = {"row": i, "steps": args.steps, "train_minutes": minutes,
+                         "real": real["overall"], "real_recordings": real["recordings"], "rig": real["rig"]["overall"],
                          "synthetic_error": synthetic["test_sentences"]["model"]["mouth_error"],
                          "synthetic_gain": synthetic["improvement"]}
         write_json(RESULTS, dict(sorted(results.items(), key=lambda kv: kv[1]["row"])))

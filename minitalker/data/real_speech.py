@@ -26,6 +26,16 @@ BILABIALS = frozenset({"p", "b", "m"})
 OPEN_VOWELS = frozenset({"aa", "ae", "ah", "ao", "aw", "ay"})
 
 
+#: CMU (ARPAbet) phones → the espeak phoneme of the corpus's articulation rig (:mod:`minitalker.data.visemes`),
+#: vowels stressed: a phone recogniser cannot tell ʌ from ə (both ``ah``), so ``ah`` is the open one.
+ARPABET_TO_ESPEAK = {
+    "aa": "'A:", "ae": "'a", "ah": "'V", "ao": "'O:", "aw": "'aU", "ay": "'aI", "eh": "'E", "er": "'3:", "ey": "'eI",
+    "ih": "'I", "iy": "'i:", "ow": "'oU", "oy": "'OI", "uh": "'U", "uw": "'u:", "b": "b", "ch": "tS", "d": "d",
+    "dh": "D", "f": "f", "g": "g", "hh": "h", "jh": "dZ", "k": "k", "l": "l", "m": "m", "n": "n", "ng": "N",
+    "p": "p", "r": "r", "s": "s", "sh": "S", "t": "t", "th": "T", "v": "v", "w": "w", "y": "j", "z": "z",
+    "zh": "Z", "sil": "_"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Recording:
     """One shipped recording: the package that ships it, the function there that returns its path, its text."""

@@ -41,12 +41,24 @@ from .loop import Trainer, TrainConfig, ship_training_log
 CLASSES = ("bilabial", "open_vowel", "rounded_vowel", "other", "silence")
 
 
+#: More espeak voices for agent 1 (our choice of human-sounding ones): US, British, New York, Caribbean, Scottish
+#: and RP accents, male and female variants, and espeak's two synthesisers (klatt is the other one).
+MANY_VOICES = ("en-us", "en", *(f"en-us+{v}" for v in ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2",
+                                                      "f3", "f4", "f5", "klatt3", "Annie", "Alex")),
+               "en+f4", "en+m6", "en-us-nyc+m1", "en-029+f2", "en-gb-scotland+m3", "en-gb-x-rp+f3")
+#: Faster espeak speech (words/minute): people reading aloud outpace the preset's 140-190; measured, the
+#: shipped agent 1 tracked a real ARCTIC sentence much better once it was slowed to 0.8x.
+FAST_RATES = (150, 180, 210, 240, 270)
+
+
 @dataclass
 class LandmarkTrainConfig(TrainConfig):
     """The shared loop's settings plus what agent 1's data and loss need."""
 
     corpus: str = "fast"  # corpus preset whose sentences and splits agent 1 uses (see landmark_corpus)
     voices_per_sentence: int = 5  # each sentence spoken this many times, by random voices, rates, pitches
+    voices: tuple[str, ...] = ()  # espeak voices to draw from (empty: the corpus preset's six)
+    rates: tuple[int, ...] = ()  # espeak speaking rates to draw from, words/minute (empty: the preset's 140-190)
     velocity_weight: float = 1.0  # loss = L1(positions) + velocity_weight · L1(velocities)
     augment: bool = True  # MelAugment on training chunks, with the speaker and channel changes below
     speed: float = 0.3  # MelAugment.speed: clips played up to 1.3x faster or slower
@@ -83,10 +95,13 @@ def landmark_corpus(cfg: LandmarkTrainConfig | dict | None = None) -> Corpus:
     if not isinstance(cfg, LandmarkTrainConfig):
         cfg = LandmarkTrainConfig.from_dict(cfg) if cfg is not None else LandmarkTrainConfig.preset()
     base = CorpusConfig.preset(cfg.corpus)
-    if cfg.voices_per_sentence == base.clips_per_sentence:
+    if cfg.voices_per_sentence == base.clips_per_sentence and not cfg.voices and not cfg.rates:
         return load_corpus(base)
-    return load_corpus(dataclasses.replace(base, name=f"{base.name}-voices{cfg.voices_per_sentence}",
-                                           clips_per_sentence=cfg.voices_per_sentence, frames_fraction=0.0))
+    name = (f"{base.name}-voices{cfg.voices_per_sentence}" + (f"of{len(cfg.voices)}" if cfg.voices else "")
+            + (f"-rates{max(cfg.rates)}" if cfg.rates else ""))
+    return load_corpus(dataclasses.replace(base, name=name, clips_per_sentence=cfg.voices_per_sentence,
+                                           frames_fraction=0.0, voices=cfg.voices or base.voices,
+                                           rates=cfg.rates or base.rates))
 
 
 def splits(corpus: Corpus) -> dict[str, list]:
