@@ -11,7 +11,14 @@ own cosine schedule, seed 0, same corpus):
    at rest (``p_band``, ``p_nonspeech``);
 5. ``+ 24 voices``: every sentence still spoken 5 times, by voices drawn from 24 espeak voices and
    accents instead of 6 (``voices = MANY_VOICES``);
-6. ``+ faster speech``: espeak rates 150-270 words a minute instead of 140-190 (``rates = FAST_RATES``).
+6. ``+ faster speech``: espeak rates 150-270 words a minute instead of 140-190 (``rates = FAST_RATES``);
+7. ``+ stops start at their closure``: row 6 on the corpus as built since format version 2 (stops move
+   40 ms earlier, :data:`minitalker.data.speech.CLOSURE_LEAD`); rows 0-6 were measured on version 1;
+8. ``closures alone``: row 0's training on the version-2 corpus (the timing fix without the new
+   augmentation, voices or rates);
+9. ``closures + envelope``: row 8 hearing only the spectral envelope (``lifter = 20`` cepstral
+   coefficients: formants without pitch harmonics);
+10. ``all + envelope``: row 7 hearing only the spectral envelope.
 
 Each row is scored on the real set (:func:`minitalker.lipsync.evaluate_landmarks_real`: closure /
 open-vowel opening ratio, open-vowel r, AV offset) and on the synthetic test set
@@ -30,25 +37,31 @@ from pathlib import Path
 
 from minitalker.io import write_json
 from minitalker.lipsync import evaluate_landmarks_real, format_lipsync
-from minitalker.nn.landmark_transformer import model_from_checkpoint
+from minitalker.nn.landmark_transformer import LandmarkTransformerConfig, model_from_checkpoint
 from minitalker.train.landmarks import (FAST_RATES, MANY_VOICES, LandmarkTrainConfig, evaluate_landmarks,
                                        train_landmarks)
 
 RESULTS = Path(__file__).parent / "results" / "landmark_ablation.json"
 
 
-def rows(steps: int) -> list[tuple[str, LandmarkTrainConfig]]:
-    """The cumulative training configurations, from the earlier augmentation to the fast preset's."""
+def rows(steps: int) -> list[tuple[str, LandmarkTrainConfig, LandmarkTransformerConfig]]:
+    """(name, training config, model config) of each row."""
     fast = dataclasses.replace(LandmarkTrainConfig.fast(), steps=steps)
     speech_only = dataclasses.replace(fast, p_band=0.0, p_nonspeech=0.0)
-    return [("earlier", dataclasses.replace(speech_only, eq_db=0.0, freq_warp=0.0, speed=0.0)),
-            ("+ equaliser", dataclasses.replace(speech_only, freq_warp=0.0, speed=0.0)),
-            ("+ frequency warp", dataclasses.replace(speech_only, speed=0.0)),
-            ("+ speed", speech_only),
-            ("+ band-limits, non-speech", dataclasses.replace(fast, voices=())),
-            ("+ 24 voices", dataclasses.replace(fast, voices=MANY_VOICES)),
-            ("+ faster speech", dataclasses.replace(fast, voices=MANY_VOICES, rates=FAST_RATES))]
-
+    earlier = dataclasses.replace(speech_only, eq_db=0.0, freq_warp=0.0, speed=0.0)
+    everything = dataclasses.replace(fast, voices=MANY_VOICES, rates=FAST_RATES)
+    model, envelope = LandmarkTransformerConfig.fast(), dataclasses.replace(LandmarkTransformerConfig.fast(), lifter=20)
+    return [("earlier", earlier, model),
+            ("+ equaliser", dataclasses.replace(speech_only, freq_warp=0.0, speed=0.0), model),
+            ("+ frequency warp", dataclasses.replace(speech_only, speed=0.0), model),
+            ("+ speed", speech_only, model),
+            ("+ band-limits, non-speech", dataclasses.replace(fast, voices=()), model),
+            ("+ 24 voices", dataclasses.replace(fast, voices=MANY_VOICES), model),
+            ("+ faster speech", everything, model),
+            ("+ stops start at their closure", everything, model),
+            ("closures alone", earlier, model),
+            ("closures + envelope", earlier, envelope),
+            ("all + envelope", everything, envelope)]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -58,24 +71,23 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true", help="only score rows already trained")
     args = ap.parse_args()
     table = rows(args.steps)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for i in args.rows if args.rows is not None else range(len(table)):
-        name, cfg = table[i]
+        name, cfg, model_cfg = table[i]
         start = time.time()
         run = Path(args.out) / f"row{i}"
         if not args.no_train:
-            train_landmarks("fast", run, resume=True, train_cfg=cfg)
-        minutes = results.get(name, {}).get("train_minutes") if args.no_train else round((time.time() - start) / 60, 1)
+            train_landmarks("fast", run, resume=True, train_cfg=cfg, model_cfg=model_cfg)
+        minutes = round((time.time() - start) / 60, 1)
         model = model_from_checkpoint(run / "best")
         real, synthetic = evaluate_landmarks_real(model), evaluate_landmarks(model)
-        print(f"## {i}: {name} ({args.steps} steps, {minutes} min)\n{format_lipsync(real)}\n"
-              f"synthetic: {synthetic['improvement']}")
-        results[name] = {"row": i, "steps": args.steps, "train_minutes": minutes,
+        print(f"## {i}: {name} ({args.steps} steps)\n{format_lipsync(real)}\nsynthetic: {synthetic['improvement']}")
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # read now: rows may run in parallel
+        results[name] = {"row": i, "steps": args.steps, "corpus": model.meta["corpus"],
+                         "train_minutes": results.get(name, {}).get("train_minutes") if args.no_train else minutes,
                          "real": real["overall"], "real_recordings": real["recordings"], "rig": real["rig"]["overall"],
                          "synthetic_error": synthetic["test_sentences"]["model"]["mouth_error"],
                          "synthetic_gain": synthetic["improvement"]}
         write_json(RESULTS, dict(sorted(results.items(), key=lambda kv: kv[1]["row"])))
-
 
 if __name__ == "__main__":
     main()

@@ -46,6 +46,7 @@ class AudioConfig(PresetConfig):
     gate_db: float = 40.0  # frames more than this below the loudest frame count as silence
     silence_rms: float = 1e-4  # frames quieter than this (-80 dBFS) are silence whatever the rest does
     log_floor: float = 1e-6  # mel power floor before the log: ~70 dB below loud speech bins; hides room noise
+    lifter: int = 0  # > 0: keep only the spectral envelope, the first `lifter` cepstral coefficients (see log_mel)
 
     @property
     def hop_length(self) -> int:
@@ -209,7 +210,10 @@ def log_mel(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
     ``S = log(max(mel_filterbank @ |STFT(y)|^2, floor))`` with ``y = normalise_loudness(x)``, Hann
     window of 25 ms, hop 10 ms, frames centred on ``m * hop`` (librosa ``center=True``). The floor
     (``log(1e-6) = -13.8``) is where digital silence sits; it also hides typical room noise, so clean
-    synthetic speech and real recordings look alike (our choice).
+    synthetic speech and real recordings look alike (our choice). With ``cfg.lifter`` = K > 0 the
+    spectrum is smoothed across bins to its envelope (cepstral liftering, as MFCCs keep ~13
+    coefficients): the formants that say which phone it is stay, the pitch harmonics that say whose
+    voice it is (and espeak's) go.
     """
     import librosa
 
@@ -219,7 +223,14 @@ def log_mel(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
                                 center=True, pad_mode="constant")) ** 2  # (1 + n_fft/2, M)
     with _blas_threads().limit(limits=1, user_api="blas"):  # see _blas_threads
         mel = _mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax) @ power  # (n_mels, M)
-    return np.log(np.maximum(mel, cfg.log_floor)).T.astype(np.float32)  # (M, n_mels)
+    log_mel = np.log(np.maximum(mel, cfg.log_floor)).T  # (M, n_mels)
+    if cfg.lifter:  # S_env = IDCT(first `lifter` DCT coefficients of S over the bins): formants stay, pitch goes
+        from scipy.fft import dct, idct
+
+        cep = dct(log_mel, type=2, norm="ortho", axis=1)
+        cep[:, cfg.lifter:] = 0
+        log_mel = np.maximum(idct(cep, type=2, norm="ortho", axis=1), np.log(cfg.log_floor))
+    return log_mel.astype(np.float32)
 
 
 def n_video_frames(n_samples: int, sr: int = SAMPLE_RATE, fps: float = FPS) -> int:

@@ -105,6 +105,25 @@ def test_log_mel_is_librosas_melspectrogram(speech):
     np.testing.assert_allclose(A.log_mel(speech), np.log(np.maximum(ref, cfg.log_floor)).T, atol=1e-5)
 
 
+def test_lifter_keeps_the_envelope_and_drops_the_harmonics():
+    """A 150 Hz buzz (harmonics every 150 Hz) through a formant-like band: liftered, the low bins lose
+    the ripple of the harmonics, the overall shape (the mean over bins) stays, silence stays at the floor."""
+    import dataclasses
+
+    t = np.arange(16000) / 16000
+    buzz = sum(np.sin(2 * np.pi * 150 * h * t) / h for h in range(1, 40)).astype(np.float32)
+    cfg = A.AudioConfig()
+    full, env = A.log_mel(buzz, cfg), A.log_mel(buzz, dataclasses.replace(cfg, lifter=20))
+    assert env.shape == full.shape
+    def ripple(m):  # curvature across the low bins of one frame
+        return np.abs(np.diff(m[50, :30], 2)).mean()
+
+    assert ripple(env) < 0.3 * ripple(full)
+    assert abs(env[50].mean() - full[50].mean()) < 0.2
+    silent = A.log_mel(np.zeros(8000, np.float32), dataclasses.replace(cfg, lifter=20))
+    assert np.allclose(silent, np.log(cfg.log_floor), atol=1e-4)
+
+
 def test_silence_stays_at_the_floor():
     floor = np.log(A.AudioConfig().log_floor)
     for wav in (np.zeros(SR, np.float32), 1e-7 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)):

@@ -89,6 +89,11 @@ class LandmarkTransformerConfig(PresetConfig):
     linear_path: bool = True  # add a linear map from each frame's whole window to its displacements
     mel_mean: float = -8.0  # log-mel standardisation (x - mean) / std; measured on the fast corpus
     mel_std: float = 4.4
+    lifter: int = 0  # AudioConfig.lifter of its features: 0 = the full log-mel, K = its spectral envelope
+
+    def audio_config(self) -> AudioConfig:
+        """The front end this model hears through (:func:`minitalker.audio.log_mel`)."""
+        return AudioConfig(n_mels=self.n_mels, window=self.window, lifter=self.lifter)
 
     @classmethod
     def full(cls) -> "LandmarkTransformerConfig":
@@ -322,7 +327,7 @@ def predict_landmarks(model: LandmarkCompletionTransformer, wav: np.ndarray, ref
     if ref.shape != (scheme.N_POINTS, 2):
         raise ValueError(f"reference_landmarks must be one face (68, 2) in pixels; got {ref.shape}")
     ref_n, params = scheme.normalise(ref)  # (68, 2) in the canonical frame
-    mel = audio_features(wav, cfg=audio_cfg, fps=fps)  # (T, W, 80); ValueError if too short
+    mel = audio_features(wav, cfg=audio_cfg or model.cfg.audio_config(), fps=fps)  # (T, W, 80); ValueError if too short
     if mel.shape[1:] != (model.cfg.window, model.cfg.n_mels):
         raise ValueError(f"audio windows {mel.shape[1:]} do not match the model's ({model.cfg.window}, "
                          f"{model.cfg.n_mels}): use the AudioConfig the model was trained with")

@@ -213,7 +213,7 @@ def evaluate_landmarks(model: LandmarkCompletionTransformer | str | os.PathLike 
     if corpus is None:
         corpus = landmark_corpus(getattr(model, "meta", {}).get("train_config"))
     corpus = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
-    data = {k: LandmarkClips(v) for k, v in splits(corpus).items() if v}
+    data = {k: LandmarkClips(v, model.cfg.audio_config()) for k, v in splits(corpus).items() if v}
     methods = baselines(data["train"], data["val"])
     results: dict = {"improvement": {}}
     for name in ("test_sentences", "test_identity"):
@@ -262,7 +262,7 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
     out = Path(out or Path("outputs") / f"landmarks_{preset}")
     corpus = corpus or landmark_corpus(cfg)
     parts = splits(corpus)
-    train, val = LandmarkClips(parts["train"]), LandmarkClips(parts["val"])
+    train, val = (LandmarkClips(parts[k], model_cfg.audio_config()) for k in ("train", "val"))
     epoch = max(1, int(train.n_frames.sum()) // (cfg.batch_size * model_cfg.clip_frames))
     cfg = dataclasses.replace(cfg, eval_every=cfg.eval_every or epoch, ckpt_every=cfg.ckpt_every or epoch)
     torch.manual_seed(cfg.seed)
