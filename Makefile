@@ -23,7 +23,8 @@ install: $(BIN)/.installed
 demo: install  ## the main job: speech + one photo -> talking-face video in outputs/demo/
 	MINITALKER_PRESET=$(PRESET) $(BIN)/minitalker demo
 
-test: install  ## the whole suite: unit tests, real-data tests and every notebook (fast preset)
+test: install  ## the linter, then the whole suite: unit tests, real-data tests and every notebook (fast preset)
+	$(BIN)/ruff check minitalker tests benchmarks
 	MINITALKER_PRESET=fast $(BIN)/pytest -q tests notebooks --nbval-lax --durations=15
 
 benchmarks: install  ## each script writes benchmarks/results/<script>*.json and prints its table

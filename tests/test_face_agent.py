@@ -6,14 +6,30 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
-from minitalker.face_agent import (FaceAgentConfig, check_sampling, face_masks, generate_frames, landmark_tokens_input,
-                                   lower_face_mask, mouth_box_mask, to_tensor, to_uint8)
+from conftest import tiny_config
+from minitalker.face_agent import (
+    FaceAgentConfig,
+    check_sampling,
+    face_masks,
+    generate_frames,
+    landmark_tokens_input,
+    lower_face_mask,
+    mouth_box_mask,
+    to_tensor,
+    to_uint8,
+)
 from minitalker.io import load_checkpoint
 from minitalker.nn.unet import UNetConfig
-from minitalker.train.faces import (FaceRun, FrameBank, export_face_model, face_agent_config, load_face_agent,
-                                    make_batch_fn, train_faces)
+from minitalker.train.faces import (
+    FaceRun,
+    FrameBank,
+    export_face_model,
+    face_agent_config,
+    load_face_agent,
+    make_batch_fn,
+    train_faces,
+)
 
 TINY_UNET = dict(image_size=32, widths=(16, 32), cross_attn_levels=(1,), self_attn_levels=(), token_dim=32,
                  heads=2, norm_groups=8)
@@ -321,10 +337,9 @@ def test_shipped_checkpoint_animates_an_unseen_real_photo_from_a_real_voice():
     driving landmarks (r >= 0.8), the skin keeps the photo's colour (tint < 5 dE) and the person stays
     the person (dlib identity distance < 0.5)."""
     pytest.importorskip("dlib")
+    from minitalker.data.faces import load_face
     from minitalker.face_eval import arctic_audio, unseen_photos
     from minitalker.nn.landmark_transformer import load_landmark_model
-
-    from minitalker.data.faces import load_face
 
     unet, schedule, agent = load_face_agent()
     photo = {"grace_hopper": load_face("grace_hopper")[0]}
