@@ -20,7 +20,7 @@ from minitalker.face_agent import (
     to_uint8,
 )
 from minitalker.io import load_checkpoint
-from minitalker.nn.unet import UNetConfig
+from minitalker.nn.unet import LandmarkUNet, UNetConfig
 from minitalker.train.faces import (
     FaceRun,
     FrameBank,
@@ -30,6 +30,7 @@ from minitalker.train.faces import (
     make_batch_fn,
     train_faces,
 )
+from minitalker.train.loop import sample_seeds
 
 TINY_UNET = dict(image_size=32, widths=(16, 32), cross_attn_levels=(1,), self_attn_levels=(), token_dim=32,
                  heads=2, norm_groups=8)
@@ -196,6 +197,13 @@ def test_training_resumes_exactly(tiny_face_run, tiny_corpus, tmp_path):
 
 def test_loss_goes_down_and_validation_is_logged(tiny_face_run):
     out, trainer = tiny_face_run
+    run = tiny_run()
+    torch.manual_seed(run.train.seed)
+    start = LandmarkUNet(run.unet)  # the weights training began from: train_faces seeds the same way
+    batch = trainer.batch_fn(sample_seeds(1, 0, 32))  # 32 fixed samples: frames, noise levels and noise
+    with torch.no_grad():
+        before, after = (float(trainer.loss_fn(unet, batch)["loss"]) for unet in (start, trainer.model))
+    assert after < 0.99 * before  # 4 steps take ~3% off
     assert {"val_mouth_mse", "val_mouth_mse_copy_reference"} <= set(trainer.metrics)
     assert (out / "best.json").exists() and (out / "metrics.jsonl").exists()
 
