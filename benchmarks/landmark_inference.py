@@ -26,8 +26,13 @@ import torch
 
 from minitalker.audio import audio_features
 from minitalker.io import suffixed, write_json
-from minitalker.nn.landmark_transformer import (SHIPPED, LandmarkCompletionTransformer, LandmarkTransformerConfig,
-                                                load_landmark_model, predict_landmarks)
+from minitalker.nn.landmark_transformer import (
+    SHIPPED,
+    LandmarkCompletionTransformer,
+    LandmarkTransformerConfig,
+    load_landmark_model,
+    predict_landmarks,
+)
 
 RESULTS = Path(__file__).parent / "results"
 FPS = 25

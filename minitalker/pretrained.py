@@ -379,7 +379,8 @@ def diffusers_ddim(cfg: DiffusionConfig) -> DDIMScheduler:
     """diffusers' ``DDIMScheduler`` for the same schedule as our :class:`NoiseSchedule` of ``cfg``."""
     names = {v: k for k, v in _BETAS.items()}
     return DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps,
-                         beta_schedule=names.get(cfg.beta_schedule, cfg.beta_schedule), beta_start=cfg.beta_start, beta_end=cfg.beta_end, prediction_type=cfg.prediction_type,
+                         beta_schedule=names.get(cfg.beta_schedule, cfg.beta_schedule), beta_start=cfg.beta_start,
+                         beta_end=cfg.beta_end, prediction_type=cfg.prediction_type,
                          clip_sample=cfg.clip_sample, clip_sample_range=cfg.clip_sample_range,
                          set_alpha_to_one=cfg.set_alpha_to_one, steps_offset=cfg.steps_offset,
                          timestep_spacing=cfg.timestep_spacing)

@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from minitalker.data.corpus import (MIRROR, CorpusConfig, _landmarks_only, build_corpus, load_corpus, mirror_frames,
-                                    mirror_landmarks, plan_clips, reference_face)
+from minitalker.data.corpus import (
+    MIRROR,
+    CorpusConfig,
+    _landmarks_only,
+    build_corpus,
+    load_corpus,
+    mirror_frames,
+    mirror_landmarks,
+    plan_clips,
+    reference_face,
+)
 from minitalker.data.render import render_clip
 from minitalker.data.speech import Voice, synthesize
 from minitalker.landmarks.scheme import mouth_opening

@@ -31,7 +31,8 @@ def pair(cls, dtype=torch.float64, share=True, variance_type="fixed_small", **kw
     theirs = cls(num_train_timesteps=c.num_train_timesteps, beta_schedule=DIFFUSERS_NAME[c.beta_schedule],
                  beta_start=c.beta_start, beta_end=c.beta_end, prediction_type=c.prediction_type,
                  clip_sample=c.clip_sample, clip_sample_range=c.clip_sample_range, timestep_spacing=c.timestep_spacing,
-                 steps_offset=c.steps_offset, **({"set_alpha_to_one": c.set_alpha_to_one} if cls is DDIMScheduler else {"variance_type": variance_type}))
+                 steps_offset=c.steps_offset,
+                 **({"set_alpha_to_one": c.set_alpha_to_one} if cls is DDIMScheduler else {"variance_type": variance_type}))
     if share:
         theirs.alphas_cumprod = ours.alphas_cumprod.to(torch.float64)
         theirs.one = torch.tensor(1.0, dtype=torch.float64)

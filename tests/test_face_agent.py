@@ -6,14 +6,31 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
-from minitalker.face_agent import (FaceAgentConfig, check_sampling, face_masks, generate_frames, landmark_tokens_input,
-                                   lower_face_mask, mouth_box_mask, to_tensor, to_uint8)
+from conftest import tiny_config
+from minitalker.face_agent import (
+    FaceAgentConfig,
+    check_sampling,
+    face_masks,
+    generate_frames,
+    landmark_tokens_input,
+    lower_face_mask,
+    mouth_box_mask,
+    to_tensor,
+    to_uint8,
+)
 from minitalker.io import load_checkpoint
-from minitalker.nn.unet import UNetConfig
-from minitalker.train.faces import (FaceRun, FrameBank, export_face_model, face_agent_config, load_face_agent,
-                                    make_batch_fn, train_faces)
+from minitalker.nn.unet import LandmarkUNet, UNetConfig
+from minitalker.train.faces import (
+    FaceRun,
+    FrameBank,
+    export_face_model,
+    face_agent_config,
+    load_face_agent,
+    make_batch_fn,
+    train_faces,
+)
+from minitalker.train.loop import sample_seeds
 
 TINY_UNET = dict(image_size=32, widths=(16, 32), cross_attn_levels=(1,), self_attn_levels=(), token_dim=32,
                  heads=2, norm_groups=8)
@@ -180,6 +197,13 @@ def test_training_resumes_exactly(tiny_face_run, tiny_corpus, tmp_path):
 
 def test_loss_goes_down_and_validation_is_logged(tiny_face_run):
     out, trainer = tiny_face_run
+    run = tiny_run()
+    torch.manual_seed(run.train.seed)
+    start = LandmarkUNet(run.unet)  # the weights training began from: train_faces seeds the same way
+    batch = trainer.batch_fn(sample_seeds(1, 0, 32))  # 32 fixed samples: frames, noise levels and noise
+    with torch.no_grad():
+        before, after = (float(trainer.loss_fn(unet, batch)["loss"]) for unet in (start, trainer.model))
+    assert after < 0.99 * before  # 4 steps take ~3% off
     assert {"val_mouth_mse", "val_mouth_mse_copy_reference"} <= set(trainer.metrics)
     assert (out / "best.json").exists() and (out / "metrics.jsonl").exists()
 
@@ -321,10 +345,9 @@ def test_shipped_checkpoint_animates_an_unseen_real_photo_from_a_real_voice():
     driving landmarks (r >= 0.8), the skin keeps the photo's colour (tint < 5 dE) and the person stays
     the person (dlib identity distance < 0.5)."""
     pytest.importorskip("dlib")
+    from minitalker.data.faces import load_face
     from minitalker.face_eval import arctic_audio, unseen_photos
     from minitalker.nn.landmark_transformer import load_landmark_model
-
-    from minitalker.data.faces import load_face
 
     unet, schedule, agent = load_face_agent()
     photo = {"grace_hopper": load_face("grace_hopper")[0]}

@@ -7,9 +7,14 @@ import pytest
 import torch
 
 from minitalker.io import save_checkpoint
-from minitalker.nn.landmark_transformer import (HIDDEN, VISIBLE, LandmarkCompletionTransformer,
-                                                LandmarkTransformerConfig, model_from_checkpoint,
-                                                predict_landmarks)
+from minitalker.nn.landmark_transformer import (
+    HIDDEN,
+    VISIBLE,
+    LandmarkCompletionTransformer,
+    LandmarkTransformerConfig,
+    model_from_checkpoint,
+    predict_landmarks,
+)
 
 CFG = dataclasses.replace(LandmarkTransformerConfig.fast(), d_model=32, n_layers=2, clip_frames=8)
 

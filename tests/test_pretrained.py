@@ -14,10 +14,19 @@ from torch import nn
 
 from minitalker.diffusion.samplers import ddim_sample
 from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
-from minitalker.pretrained import (ExpandedConvIn, PretrainedConfig, PretrainedLandmarkUNet, diffusion_config_from_scheduler,
-                                   diffusers_ddim, diffusers_ddim_sample, generate_frames, load_diffusers, make_loss_fn,
-                                   make_tiny_pretrained)
-from minitalker.train.loop import Trainer, TrainConfig
+from minitalker.pretrained import (
+    ExpandedConvIn,
+    PretrainedConfig,
+    PretrainedLandmarkUNet,
+    diffusers_ddim,
+    diffusers_ddim_sample,
+    diffusion_config_from_scheduler,
+    generate_frames,
+    load_diffusers,
+    make_loss_fn,
+    make_tiny_pretrained,
+)
+from minitalker.train.loop import TrainConfig, Trainer
 
 
 @pytest.fixture(autouse=True)

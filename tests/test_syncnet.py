@@ -13,7 +13,7 @@ import torch
 
 from minitalker.audio import load_audio
 from minitalker.cli import main
-from minitalker.syncnet import (SyncNet, crop_face, evaluate_sync, load_syncnet, mfcc, sync_scores)
+from minitalker.syncnet import SyncNet, crop_face, evaluate_sync, load_syncnet, mfcc, sync_scores
 from minitalker.video import read_video, write_video
 
 

@@ -6,8 +6,16 @@ import pytest
 from minitalker.audio import frame_times
 from minitalker.data.faces import load_face
 from minitalker.data.speech import synthesize
-from minitalker.data.visemes import (COARSE_CLASSES, PARAMS, animate_landmarks, articulate, base_phoneme,
-                                     blink_curve, phoneme_class, rest_landmarks)
+from minitalker.data.visemes import (
+    COARSE_CLASSES,
+    PARAMS,
+    animate_landmarks,
+    articulate,
+    base_phoneme,
+    blink_curve,
+    phoneme_class,
+    rest_landmarks,
+)
 from minitalker.landmarks import scheme
 
 

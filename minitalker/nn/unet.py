@@ -138,7 +138,8 @@ class LandmarkUNet(nn.Module):
                 skips.append(ch)
             self.down.append(Level(blocks, down))
 
-        self.mid = nn.ModuleList([Block("mid", ch, ch, cfg, True, attn(n - 1)[1], 2 ** (n - 1)), ResBlock(ch, ch, temb_dim, cfg.norm_groups, cfg.dropout)])
+        self.mid = nn.ModuleList([Block("mid", ch, ch, cfg, True, attn(n - 1)[1], 2 ** (n - 1)),
+                                  ResBlock(ch, ch, temb_dim, cfg.norm_groups, cfg.dropout)])
 
         self.up = nn.ModuleList()
         for i, w in reversed(list(enumerate(W))):

@@ -28,11 +28,20 @@ import torch
 from minitalker.config import DATA_DIR, preset_name
 from minitalker.data.corpus import Corpus, load_corpus
 from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
-from minitalker.face_agent import (FaceAgentConfig, condition, face_masks, generate_frames, landmark_tokens_input,
-                                   mouth_box_mask, sketch, to_tensor, warp_reference)
+from minitalker.face_agent import (
+    FaceAgentConfig,
+    condition,
+    face_masks,
+    generate_frames,
+    landmark_tokens_input,
+    mouth_box_mask,
+    sketch,
+    to_tensor,
+    warp_reference,
+)
 from minitalker.io import check_kind, load_checkpoint, load_meta, save_checkpoint
 from minitalker.nn.unet import LandmarkUNet, UNetConfig
-from minitalker.train.loop import Trainer, TrainConfig, ship_training_log
+from minitalker.train.loop import TrainConfig, Trainer, ship_training_log
 
 SHIPPED = DATA_DIR / "checkpoints" / "faces_fast"
 

@@ -28,7 +28,7 @@ from minitalker.config import cache_dir
 from minitalker.io import save_checkpoint, suffixed
 from minitalker.landmarks.scheme import MOUTH, inter_ocular, mouth_error
 from minitalker.nn.landmark_regressor import CHECKPOINT, LandmarkRegressor, RegressorConfig, to_unit
-from minitalker.train.loop import Trainer, TrainConfig
+from minitalker.train.loop import TrainConfig, Trainer
 
 
 def default_train_config(steps: int = 1200, seed: int = 0) -> TrainConfig:

@@ -49,7 +49,7 @@ class TrainConfig(PresetConfig):
     batch_size: int = 16  # global batch: split evenly across DDP ranks
     lr: float = 1e-3  # peak learning rate, reached after warm-up
     min_lr: float = 1e-5  # end of the cosine decay
-    weight_decay: float = 0.01  # AdamW; matrices only, never biases, norms or embeddings
+    weight_decay: float = 0.01  # AdamW on all weights of 2+ dims, embeddings too; none on biases and norms
     warmup_steps: int = 50  # linear warm-up from lr/warmup_steps to lr
     grad_clip: float | None = 1.0  # max global gradient norm (None = no clipping)
     ema_decay: float | None = None  # e.g. 0.999; None = no EMA copy
