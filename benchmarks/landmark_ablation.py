@@ -38,8 +38,7 @@ from pathlib import Path
 from minitalker.io import write_json
 from minitalker.lipsync import evaluate_landmarks_real, format_lipsync
 from minitalker.nn.landmark_transformer import LandmarkTransformerConfig, model_from_checkpoint
-from minitalker.train.landmarks import (FAST_RATES, MANY_VOICES, LandmarkTrainConfig, evaluate_landmarks,
-                                       train_landmarks)
+from minitalker.train.landmarks import FAST_RATES, MANY_VOICES, LandmarkTrainConfig, evaluate_landmarks, train_landmarks
 
 RESULTS = Path(__file__).parent / "results" / "landmark_ablation.json"
 

@@ -351,9 +351,8 @@ def unseen_photos(unet, schedule, agent_cfg, landmark_model, photos: dict[str, n
     ``open_vowel_r``. Returns ``{"photos": {name: {...}}, "median": {...}, "frames", "seconds"}``.
     """
     from minitalker.data.real_speech import frame_phones, load_phones
-    from minitalker.lipsync import av_offset, frame_energy, lipsync_scores
-
     from minitalker.landmarks.detect import detect_landmarks
+    from minitalker.lipsync import av_offset, frame_energy, lipsync_scores
     from minitalker.nn.landmark_transformer import predict_landmarks
     from minitalker.video import aligned_crops
 

@@ -9,8 +9,16 @@ from minitalker.audio import load_audio
 from minitalker.data.datasets import LandmarkClips, MelAugment
 from minitalker.landmarks import scheme
 from minitalker.nn.landmark_transformer import LandmarkTransformerConfig, load_landmark_model, predict_landmarks
-from minitalker.train.landmarks import (LandmarkTrainConfig, baselines, evaluate_landmarks, format_results,
-                                        predict_model, score, splits, train_landmarks)
+from minitalker.train.landmarks import (
+    LandmarkTrainConfig,
+    baselines,
+    evaluate_landmarks,
+    format_results,
+    predict_model,
+    score,
+    splits,
+    train_landmarks,
+)
 
 TINY_MODEL = dataclasses.replace(LandmarkTransformerConfig.fast(), d_model=32, n_layers=2, clip_frames=8,
                                  linear_path=False)  # no ridge start: the transformer alone must learn

@@ -173,13 +173,14 @@ def _mel_centres(n_mels: int) -> np.ndarray:
 class LandmarkClips:
     """Agent 1's view of one split: per clip its log-mel, normalised reference and targets.
 
-    ``identities``: keep only these speakers (default all). The arrays are small (the log-mel of
-    a 2 s clip is 200 × 80), so everything is computed once and kept in memory.
+    ``clips``: one split's clips (e.g. ``splits(corpus)["train"]``); ``audio_cfg``: the front end
+    (default :class:`AudioConfig`). The arrays are small (the log-mel of a 2 s clip is 200 × 80),
+    so everything is computed once and kept in memory.
     """
 
     def __init__(self, clips: list[Clip], audio_cfg: AudioConfig | None = None):
         if not clips:
-            raise ValueError("no clips to build landmark samples from: check the split and identities")
+            raise ValueError("no clips to build landmark samples from: check the split")
         self.audio_cfg = audio_cfg or AudioConfig()
         self.clips = clips
         self.mel = [log_mel(c.audio, self.audio_cfg) for c in clips]  # [(M_i, 80)]

@@ -34,9 +34,14 @@ from ..data.datasets import LandmarkClips, MelAugment
 from ..data.visemes import base_phoneme, phoneme_class
 from ..io import atomic_path, load_checkpoint, save_checkpoint, suffixed
 from ..landmarks import scheme
-from ..nn.landmark_transformer import (HIDDEN, SHIPPED, LandmarkCompletionTransformer, LandmarkTransformerConfig,
-                                       model_from_checkpoint)
-from .loop import Trainer, TrainConfig, ship_training_log
+from ..nn.landmark_transformer import (
+    HIDDEN,
+    SHIPPED,
+    LandmarkCompletionTransformer,
+    LandmarkTransformerConfig,
+    model_from_checkpoint,
+)
+from .loop import TrainConfig, Trainer, ship_training_log
 
 CLASSES = ("bilabial", "open_vowel", "rounded_vowel", "other", "silence")
 
@@ -316,7 +321,8 @@ def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIP
     with atomic_path(suffixed(dest, ".md")) as tmp:
         tmp.write_text(f"# {dest.name}: agent 1, the landmark completion transformer\n\n"
                        f"Made by `{command}` ({info['exported']}): best of {info['step']} steps by validation mouth "
-                       f"error, {info['train_seconds'] / 60:.1f} min of training ({info['torch_threads']} torch thread(s)), seed {info['seed']}, corpus "
+                       f"error, {info['train_seconds'] / 60:.1f} min of training ({info['torch_threads']} torch "
+                       f"thread(s)), seed {info['seed']}, corpus "
                        f"`{info['corpus']}`, weights in float16 ({dest.name}.safetensors, configs and metrics in "
                        f"{dest.name}.json, training log in {dest.name}.metrics.jsonl).\n\n"
                        f"Evaluation (`minitalker evaluate landmarks`; mouth error = mean distance of the 20 mouth "
