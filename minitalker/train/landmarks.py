@@ -34,6 +34,7 @@ from ..data.datasets import LandmarkClips, MelAugment
 from ..data.visemes import base_phoneme, phoneme_class
 from ..io import atomic_path, load_checkpoint, save_checkpoint, suffixed
 from ..landmarks import scheme
+from ..lipsync import evaluate_landmarks_real, format_lipsync
 from ..nn.landmark_transformer import (
     HIDDEN,
     SHIPPED,
@@ -300,8 +301,9 @@ def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIP
                           corpus: Corpus | None = None) -> dict:
     """Write ``run/best`` as a small fp16 checkpoint at ``dest`` with its test metrics and provenance.
 
-    The JSON records the command that trained it, the configs, the seed, the training time and the
-    evaluation of :func:`evaluate_landmarks` (model and baselines); ``<dest>.metrics.jsonl`` keeps
+    The JSON records the command that trained it, the configs, the seed, the training time, the
+    evaluation of :func:`evaluate_landmarks` (model and baselines) and the lip-sync on real speech
+    (:func:`minitalker.lipsync.evaluate_landmarks_real`); ``<dest>.metrics.jsonl`` keeps
     the training log and ``<dest>.md`` says it all in words. Returns that JSON.
     """
     tensors, meta = load_checkpoint(Path(run) / "best")
@@ -310,9 +312,10 @@ def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIP
     model = model_from_checkpoint(Path(run) / "best")
     model.load_state_dict({k[6:]: v.float() for k, v in weights.items()})  # score what we ship: fp16-rounded
     results = evaluate_landmarks(model, corpus or landmark_corpus(meta["train_config"]))
+    real = evaluate_landmarks_real(model)
     info = {k: meta[k] for k in ("model_class", "model_config", "train_config", "step", "train_seconds", "corpus")}
-    info |= {"command": command,
-             "seed": meta["train_config"]["seed"], "val_metrics": meta["metrics"], "test_results": results,
+    info |= {"command": command, "seed": meta["train_config"]["seed"], "val_metrics": meta["metrics"],
+             "test_results": results, "real_speech": real,
              "dtype": "float16", "torch_threads": torch.get_num_threads(), "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -326,6 +329,7 @@ def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIP
                        f"`{info['corpus']}`, weights in float16 ({dest.name}.safetensors, configs and metrics in "
                        f"{dest.name}.json, training log in {dest.name}.metrics.jsonl).\n\n"
                        f"Evaluation (`minitalker evaluate landmarks`; mouth error = mean distance of the 20 mouth "
-                       f"points over the inter-ocular distance):\n\n{format_results(results)}\n")
+                       f"points over the inter-ocular distance):\n\n{format_results(results)}\n\n"
+                       f"Real speech (`minitalker evaluate landmarks --real`):\n\n{format_lipsync(real)}\n")
     return info
 
