@@ -170,7 +170,7 @@ def test_noise_and_hum_are_not_speech_the_mouth_rests():
     rest, t = scheme.mouth_opening(ref), np.arange(48000) / 16000
     for wav in (0.1 * np.random.default_rng(1).normal(size=48000), 0.1 * np.sin(2 * np.pi * 60 * t)):
         opening = scheme.mouth_opening(predict_landmarks(model, wav.astype(np.float32), ref)) - rest
-        assert np.abs(opening).mean() < NONSPEECH_MEAN and opening.max() < NONSPEECH_MAX, (opening.mean(), opening.max())
+        assert np.abs(opening).mean() < 0.01 and opening.max() < 0.03, (opening.mean(), opening.max())
 
 
 def test_quiet_clipped_and_telephone_speech_still_move_the_mouth():
@@ -188,7 +188,7 @@ def test_quiet_clipped_and_telephone_speech_still_move_the_mouth():
     for variant in (wav * 0.01, np.clip(wav, -0.1 * peak, 0.1 * peak), phone[:len(wav)]):
         opening = scheme.mouth_opening(predict_landmarks(model, variant.astype(np.float32), ref))
         assert np.ptp(opening) > 0.5 * np.ptp(original)
-        assert np.corrcoef(opening, original)[0, 1] > VARIANT_R
+        assert np.corrcoef(opening, original)[0, 1] > 0.6  # measured: 1.00, 0.79, 0.81
 
 
 def test_a_long_pause_inside_speech_closes_the_mouth():
