@@ -20,8 +20,8 @@ are cumulative (issue 15's ablation), 8-10 try the two levers that remained:
    coefficients: formants without pitch harmonics);
 10. ``all + envelope``: row 7 hearing only the spectral envelope.
 
-The fast preset (the shipped agent 1) is row 8 plus row 4's band-limits and non-speech chunks, trained
-for 3 600 steps: the levers of rows 1-3 and 5-7 did not pay on real speech at this budget and cost
+The fast preset (the shipped agent 1) is row 8 plus row 4's band-limits and non-speech chunks at half
+their strength here (10% and 5% of chunks), trained for 3 600 steps: the levers of rows 1-3 and 5-7 did not pay on real speech at this budget and cost
 accuracy on the synthetic test set. Each row is scored on the real set (:func:`minitalker.lipsync.evaluate_landmarks_real`: closure /
 open-vowel opening ratio, open-vowel r, AV offset) and on the synthetic test set
 (:func:`minitalker.train.landmarks.evaluate_landmarks`: mouth error and its gain over the best
@@ -50,7 +50,7 @@ def rows(steps: int) -> list[tuple[str, LandmarkTrainConfig, LandmarkTransformer
     """(name, training config, model config) of each row."""
     earlier = dataclasses.replace(LandmarkTrainConfig.fast(), steps=steps, p_band=0.0, p_nonspeech=0.0)
     speech_only = dataclasses.replace(earlier, eq_db=4.0, freq_warp=0.15, speed=0.3)
-    fast = dataclasses.replace(speech_only, p_band=0.2, p_nonspeech=0.1)
+    fast = dataclasses.replace(speech_only, p_band=0.2, p_nonspeech=0.1)  # the rows' strength; the preset uses half
     everything = dataclasses.replace(fast, voices=MANY_VOICES, rates=FAST_RATES)
     model, envelope = LandmarkTransformerConfig.fast(), dataclasses.replace(LandmarkTransformerConfig.fast(), lifter=20)
     return [("earlier", earlier, model),

@@ -203,7 +203,10 @@ def test_debug_shows_the_traceback(inputs):
 
 def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(inputs, tmp_path):
     out = tmp_path / "talk.mp4"
-    proc = cli(*generate(inputs, audio=inputs / "long.wav", out=out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a shell without job control starts background jobs with SIGINT ignored, and children inherit that:
+    # give the command the default disposition, as a terminal would
+    proc = cli(*generate(inputs, audio=inputs / "long.wav", out=out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = b""
     while b"| 16/" not in seen:  # the 2nd batch of 8 is made: the 1st went to the encoder, its temporary file exists
         chunk = proc.stderr.read1(4096)

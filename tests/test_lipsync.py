@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minitalker.data import real_speech as rs
-from minitalker.lipsync import av_offset, frame_energy, lipsync_scores
+from minitalker.lipsync import av_offset, evaluate_landmarks_real, frame_energy, lipsync_scores
 
 
 def test_stored_labels_are_what_the_aligner_writes():
@@ -62,3 +62,13 @@ def test_frame_energy_in_db_per_video_frame():
     wav = np.concatenate([np.zeros(640), 0.1 * np.ones(640)]).astype(np.float32)
     e = frame_energy(wav, 2)
     assert e[0] < -90 and abs(e[1] - 20 * np.log10(0.1)) < 1e-3
+
+
+def test_shipped_agent_1_on_real_speech():
+    """What the README reports for the shipped agent 1 on the real set (targets: closure ratio ≤ 0.5,
+    r ≥ 0.4, offset within ±1; the corpus's own rig reaches r ≈ 0.41 on these phones)."""
+    results = evaluate_landmarks_real()
+    overall, rig = results["overall"], results["rig"]["overall"]
+    assert abs(overall["offset"]) <= 1
+    assert overall["closure_ratio"] < 0.7 and overall["open_vowel_r"] > 0.05 and overall["rig_r"] > 0.2, overall
+    assert rig["closure_ratio"] < 0.05 and 0.35 < rig["open_vowel_r"] < 0.5

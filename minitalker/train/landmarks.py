@@ -70,8 +70,8 @@ class LandmarkTrainConfig(TrainConfig):
     speed: float = 0.0  # MelAugment.speed (e.g. 0.3: clips up to 1.3x faster or slower); off: see the ablation
     freq_warp: float = 0.0  # MelAugment.warp (e.g. 0.15: formants moved by up to 15%); off: see the ablation
     eq_db: float = 0.0  # MelAugment.eq_db (e.g. 4: a smooth random equaliser of 3 x 4 dB); off: see the ablation
-    p_band: float = 0.2  # MelAugment.p_band: this fraction of chunks band-limited to 3.4-6 kHz
-    p_nonspeech: float = 0.1  # MelAugment.p_nonspeech: this fraction of chunks noise, hum or tunes, mouth at rest
+    p_band: float = 0.1  # MelAugment.p_band: this fraction of chunks band-limited to 3.4-6 kHz
+    p_nonspeech: float = 0.05  # MelAugment.p_nonspeech: this fraction of chunks noise, hum or tunes, mouth at rest
     eval_every: int = 0  # 0 = once per epoch (an epoch = as many frames as the training split holds)
     ckpt_every: int = 0  # 0 = once per epoch
 
