@@ -125,9 +125,10 @@ def format_lipsync(results: dict) -> str:
 
 
 def plot_lipsync(opening: np.ndarray, phones: list[tuple[str, float, float]], energy: np.ndarray | None = None,
-                 fps: float = FPS, ax=None):
+                 rig: np.ndarray | None = None, fps: float = FPS, ax=None):
     """Mouth opening ``(T,)`` over time with the phone track: bilabials shaded red, open vowels blue,
-    every phone labelled; the audio level (dB) in grey on a second axis. Returns the axes."""
+    every phone labelled; optionally the rig's opening ``(T,)`` (:func:`rig_opening`, dashed) and the
+    audio level (dB, grey, second axis). Returns the axes."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(11, 2.8))[1]
@@ -140,6 +141,8 @@ def plot_lipsync(opening: np.ndarray, phones: list[tuple[str, float, float]], en
             ax.text((start + end) / 2, 1.01, phone, transform=ax.get_xaxis_transform(), ha="center", va="bottom",
                     fontsize=7, rotation=90, color=colour or "0.3")
     ax.plot(t, opening, "k", lw=1.5, label="mouth opening")
+    if rig is not None:
+        ax.plot(t, rig, "--", color="tab:green", label="the corpus's rig on these phones")
     ax.set(xlabel="time (s)", ylabel="opening (/ eye distance)", xlim=(0, len(opening) / fps))
     if energy is not None:
         level = ax.twinx()
