@@ -21,9 +21,10 @@ are cumulative (issue 15's ablation), 8-10 try the two levers that remained:
 10. ``all + envelope``: row 7 hearing only the spectral envelope.
 
 The fast preset (the shipped agent 1) is row 8 plus row 4's band-limits and non-speech chunks at half
-their strength here (10% and 5% of chunks), trained for 3 600 steps: the levers of rows 1-3 and 5-7 did not pay on real speech at this budget and cost
-accuracy on the synthetic test set. Each row is scored on the real set (:func:`minitalker.lipsync.evaluate_landmarks_real`: closure /
-open-vowel opening ratio, open-vowel r, AV offset) and on the synthetic test set
+their strength here (10% and 5% of chunks), trained for 3 600 steps: the levers of rows 1-3 and 5-7
+did not pay on real speech at this budget and cost accuracy on the synthetic test set. Each row is
+scored on the real set (:func:`minitalker.lipsync.evaluate_landmarks_real`: closure / open-vowel
+opening ratio, open-vowel r, AV offset, r with the rig) and on the synthetic test set
 (:func:`minitalker.train.landmarks.evaluate_landmarks`: mouth error and its gain over the best
 baseline, on the test split as the corpus is built now; ``--no-train`` re-scores). Writes
 ``benchmarks/results/landmark_ablation.json``. Usage:
