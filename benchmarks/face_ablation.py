@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true", help="only score rows already trained")
     ap.add_argument("--no-eval", action="store_true", help="only train (e.g. rows split over processes)")
     ap.add_argument("--photos", type=int, default=1, help="unseen real photos to score (of face_eval.real_photos())")
+    ap.add_argument("--landmarks", help="agent 1 checkpoint that drives the unseen photos (default: the shipped one; "
+                    "rows compared with each other must use the same)")
     ap.add_argument("--synthetic", action="store_true", help="also evaluate_faces on the corpus (the validation "
                     "mouth MSE of the run's last evaluation is always recorded)")
     args = ap.parse_args()
@@ -73,13 +75,15 @@ def main() -> None:
             print(f"{name}: trained {args.steps} steps in {time.time() - t0:.0f} s")
     for name, run in [] if args.no_eval else chosen:
         from minitalker.face_eval import evaluate_faces_real, real_photos
+        from minitalker.nn.landmark_transformer import load_landmark_model
 
         folder = Path(args.out) / name.strip("+ ").replace(" ", "_")
         photos = dict(list(real_photos().items())[:args.photos])
         log = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
         results[name] = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
                          "val": [r for r in log if "val_mouth_mse" in r][-1],
-                         "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos)}
+                         "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos,
+                                                     landmark_model=load_landmark_model(args.landmarks))}
         if args.synthetic:
             synthetic = evaluate_faces(folder / "best", clips_per_group=2, steps=10, guidance=1.0, ddpm_frames=1)
             results[name]["synthetic"] = {g: synthetic[g] for g in ("test_sentences", "heldout_identity")}
