@@ -44,6 +44,7 @@ MEASURE_MIN_SIZE = 256  # frames are upscaled (bicubic, integer factor) to at le
 EYE_BOX = (-0.84, -0.52, 0.84, 1.15)
 SAME_PERSON = 0.6  # dlib's threshold on the embedding distance
 PHOTOS_ENV = "MINITALKER_REAL_PHOTOS"
+ARCTIC = "arctic_a0007"  # the real voice of arctic_audio(), a recording of minitalker.data.real_speech
 
 
 # -------------------------------------------------------------------------------- dlib models
@@ -309,16 +310,16 @@ def carphone_reenactment(unet, schedule, agent_cfg, n_frames: int | None = None,
 
 
 def arctic_audio() -> np.ndarray:
-    """A real voice: the CMU ARCTIC sentence that ships in pysptk, ``(N,)`` float32 at 16 kHz (4 s)."""
+    """A real voice: the CMU ARCTIC sentence that ships in pysptk (:data:`ARCTIC`), ``(N,)`` float32 at 16 kHz (4 s)."""
     import warnings
 
     from minitalker.audio import load_audio
+    from minitalker.data.real_speech import RECORDINGS
 
     with warnings.catch_warnings():  # pysptk imports pkg_resources, which warns
         warnings.simplefilter("ignore", UserWarning)
-        import pysptk
-
-    return load_audio(pysptk.util.example_audio_file())
+        path = RECORDINGS[ARCTIC].path()
+    return load_audio(path)
 
 
 def warped_reference(reference: np.ndarray, ref_landmarks: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -358,7 +359,8 @@ def unseen_photos(unet, schedule, agent_cfg, landmark_model, photos: dict[str, n
 
     start = time.perf_counter()
     if audio is None:
-        audio, phones = arctic_audio(), load_phones("arctic_a0007") if phones is None else phones
+        audio = arctic_audio()
+        phones = load_phones(ARCTIC) if phones is None else phones
     rows = {}
     for name, photo in photos.items():
         lm = detect_landmarks(photo, backend="dlib").landmarks  # (1, 68, 2)

@@ -23,7 +23,7 @@ from minitalker.audio import FPS, SAMPLE_RATE
 from minitalker.data.real_speech import ARPABET_TO_ESPEAK, BILABIALS, OPEN_VOWELS, frame_phones, real_speech_set
 
 MAX_LAG = 5  # frames (200 ms) searched either side for the audio-visual offset
-REFERENCE_FACES = ("grace_hopper", "astronaut")  # real photos with a closed mouth: the mouth starts shut
+REFERENCE_FACES = ("grace_hopper", "astronaut")  # real photos: a closed mouth, and a smile with parted lips
 
 
 def frame_energy(wav: np.ndarray, n_frames: int, fps: float = FPS, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -77,7 +77,7 @@ def rig_opening(phones: list[tuple[str, float, float]], n_frames: int, face: np.
 
 
 def _overall(rows: dict) -> dict:
-    """The mean closure ratio and r over rows (recording × face), the median offset."""
+    """The mean closure ratio, open-vowel r and r with the rig over rows (recording × face), the median offset."""
     mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in ("closure_ratio", "open_vowel_r", "rig_r")}
     return mean | {"offset": int(np.median([r["offset"] for r in rows.values()]))}
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from minitalker.audio import SAMPLE_RATE
 from minitalker.data import espeak
+from minitalker.data.visemes import base_phoneme
 
 SILENCE = "_"  # espeak's pause phonemes all start with "_" ("_", "_:", "_!")
 
@@ -106,8 +107,6 @@ STOPS, CLOSURE_LEAD = frozenset({"p", "b", "t", "d", "k", "g"}), 0.04
 
 def _closures_first(phonemes: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
     """Phoneme intervals with every stop starting at its closure: ``CLOSURE_LEAD`` earlier, taken from the phoneme before."""
-    from minitalker.data.visemes import base_phoneme
-
     out = list(phonemes)
     for i in range(1, len(out)):
         (prev, a, _), (name, start, end) = out[i - 1], out[i]

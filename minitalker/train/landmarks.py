@@ -52,8 +52,8 @@ CLASSES = ("bilabial", "open_vowel", "rounded_vowel", "other", "silence")
 MANY_VOICES = ("en-us", "en", *(f"en-us+{v}" for v in ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2",
                                                       "f3", "f4", "f5", "klatt3", "Annie", "Alex")),
                "en+f4", "en+m6", "en-us-nyc+m1", "en-029+f2", "en-gb-scotland+m3", "en-gb-x-rp+f3")
-#: Faster espeak speech (words/minute): people reading aloud outpace the preset's 140-190; measured, the
-#: shipped agent 1 tracked a real ARCTIC sentence much better once it was slowed to 0.8x.
+#: Faster espeak speech (words/minute): people reading aloud outpace the preset's 140-190; measured, an
+#: earlier agent 1 tracked a real ARCTIC sentence much better once it was slowed to 0.8x.
 FAST_RATES = (150, 180, 210, 240, 270)
 
 
