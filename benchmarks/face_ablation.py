@@ -9,14 +9,19 @@ Rows are cumulative, from the earlier layout to the shipped one (issue 11's abla
    cross-attends too;
 3. ``+ warped reference``: the photo warped to the target landmarks as 3 more input channels;
 4. ``+ sketch``: the landmarks drawn as lines in one more channel (the second route for geometry);
-5. ``+ appearance jitter``: hue rotation and stronger colour gain on every image of a sample.
+5. ``+ appearance jitter``: hue rotation and stronger colour gain on every image of a sample;
+6. ``+ texture swap``: half the samples take (part of) the other training identity's face shape
+   (``FaceAgentConfig.p_reshape``), so texture and geometry no longer come in fixed pairs.
 
 Each row trains the fast preset's schedule (same seed, same data, same learning-rate curve) and stops
 after ``--steps`` steps; rows are resumable (``outputs/ablation/<row>``). Each is then scored by its
 validation mouth MSE on the synthetic corpus (from its training log; ``--synthetic`` adds
 :func:`minitalker.train.faces.evaluate_faces`) and on real material
 (:func:`minitalker.face_eval.evaluate_faces_real`: the carphone clip and ``--photos`` unseen photos,
-Grace Hopper first), all with DDIM 10 steps and guidance 1 (the fast defaults). Writes ``benchmarks/results/face_ablation.json``
+Grace Hopper first), all with DDIM 10 steps and guidance 1 (the fast defaults). ``--size N`` instead
+trains and scores one row, the fast preset with ``N``-pixel crops (its corpus rendered at ``N`` px):
+give it the steps that take as long as the 64 px row's (the crop-size comparison at equal training time).
+Writes ``benchmarks/results/face_ablation.json``
 and prints each row's real-material results. Usage: ``python benchmarks/face_ablation.py [--steps 200] [--rows 0 1 ...]``; on 2 cores
 ``OMP_NUM_THREADS=1`` and two processes with ``--no-eval --rows 0 2 4`` / ``--rows 1 3 5``, then ``--no-train``.
 """
@@ -48,8 +53,19 @@ def rows() -> list[tuple[str, FaceRun]]:
         ("+ warped reference", dataclasses.replace(unet, cond_channels=9), dataclasses.replace(agent, sketch=False)),
         ("+ sketch", unet, agent),
         ("+ appearance jitter", unet, run.agent),  # = the fast preset
+        ("+ texture swap", unet, dataclasses.replace(run.agent, p_reshape=0.5)),
     ]
     return [(name, dataclasses.replace(run, unet=u, agent=a)) for name, u, a in steps]
+
+
+def size_row(size: int) -> tuple[str, FaceRun]:
+    """The fast preset (the last row) with ``size``-pixel crops."""
+    run = FaceRun.preset("fast")
+    return f"fast preset at {size} px", dataclasses.replace(run, unet=dataclasses.replace(run.unet, image_size=size))
+
+
+def folder_of(out: str, name: str) -> Path:
+    return Path(out) / name.strip("+ ").replace(" ", "_")
 
 
 def main() -> None:
@@ -62,22 +78,28 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=1, help="unseen real photos to score (of face_eval.real_photos())")
     ap.add_argument("--landmarks", help="agent 1 checkpoint that drives the unseen photos (default: the shipped one; "
                     "rows compared with each other must use the same)")
+    ap.add_argument("--size", type=int, help="train/score only the fast preset at this crop size (pixels)")
     ap.add_argument("--synthetic", action="store_true", help="also evaluate_faces on the corpus (the validation "
                     "mouth MSE of the run's last evaluation is always recorded)")
     args = ap.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    chosen = [r for k, r in enumerate(rows()) if args.rows is None or k in args.rows]
+    chosen = [size_row(args.size)] if args.size else [r for k, r in enumerate(rows()) if args.rows is None or k in args.rows]
+    corpus = None
+    if args.size:
+        from minitalker.data.corpus import CorpusConfig, load_corpus
+
+        corpus = load_corpus(dataclasses.replace(CorpusConfig.fast(), image_size=args.size))
     for name, run in chosen:
-        folder = Path(args.out) / name.strip("+ ").replace(" ", "_")
+        folder = folder_of(args.out, name)
         if not args.no_train:
             t0 = time.time()
-            train_faces(out=folder, run=run, stop_at=args.steps)
+            train_faces(out=folder, run=run, stop_at=args.steps, corpus=corpus)
             print(f"{name}: trained {args.steps} steps in {time.time() - t0:.0f} s")
     for name, run in [] if args.no_eval else chosen:
         from minitalker.face_eval import evaluate_faces_real, real_photos
         from minitalker.nn.landmark_transformer import load_landmark_model
 
-        folder = Path(args.out) / name.strip("+ ").replace(" ", "_")
+        folder = folder_of(args.out, name)
         photos = dict(list(real_photos().items())[:args.photos])
         log = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
         results[name] = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
@@ -85,7 +107,7 @@ def main() -> None:
                          "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos,
                                                      landmark_model=load_landmark_model(args.landmarks))}
         if args.synthetic:
-            synthetic = evaluate_faces(folder / "best", clips_per_group=2, steps=10, guidance=1.0, ddpm_frames=1)
+            synthetic = evaluate_faces(folder / "best", corpus=corpus, clips_per_group=2, steps=10, guidance=1.0, ddpm_frames=1)
             results[name]["synthetic"] = {g: synthetic[g] for g in ("test_sentences", "heldout_identity")}
         write_json(RESULTS, results)
         print(name, json.dumps(results[name]["real"], default=str)[:400])

@@ -60,6 +60,7 @@ class FaceAgentConfig(PresetConfig):
     p_neutral_reference: float = 0.5  # reference = the neutral photo (else another frame of the speaker)
     colour_jitter: float = 0.2  # per-sample gain per channel (uniform ±), same on every image of a sample
     hue_jitter: float = 0.5  # per-sample hue rotation (radians, uniform ±), same on every image of a sample
+    p_reshape: float = 0.0  # training: a sample takes (part of) another identity's face shape (texture swap)
     colour_match: float = 0.08  # with warp: σ (fraction of the crop) of the low frequencies taken from the warp; 0 = off
     guidance_scale: float = 1.0  # default at sampling time (1 = no guidance: one UNet pass per step)
 
@@ -70,6 +71,8 @@ class FaceAgentConfig(PresetConfig):
     def __post_init__(self):
         if self.mask not in ("face", "half"):
             raise ValueError(f"mask must be 'face' or 'half'; got {self.mask!r}")
+        if not 0 <= self.p_reshape <= 1:
+            raise ValueError(f"p_reshape must be a probability in [0, 1]; got {self.p_reshape}")
 
     @property
     def cond_channels(self) -> int:

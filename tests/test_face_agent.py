@@ -28,6 +28,7 @@ from minitalker.train.faces import (
     face_agent_config,
     load_face_agent,
     make_batch_fn,
+    shape_swap,
     train_faces,
 )
 from minitalker.train.loop import sample_seeds
@@ -178,6 +179,25 @@ def test_batches_are_a_function_of_the_sample_seeds(tiny_corpus):
         torch.testing.assert_close(whole[k], torch.cat([a[k], b[k]]), msg=k)
     assert whole["x0"].shape == (4, 3, 32, 32) and whole["landmarks"].shape == (4, 68, 2)
     assert whole["x0"].min() >= -1 and whole["x0"].max() <= 1
+
+
+def test_texture_swap_gives_a_sample_another_face_shape_and_keeps_the_other_draws(tiny_corpus):
+    bank = FrameBank(tiny_corpus, "train")
+    assert len({k[0] for k in bank.references}) >= 2, "the tiny corpus needs two training identities"
+    for key in bank.references:
+        d = shape_swap(bank, key, np.random.default_rng(0))  # (68, 2) crop px
+        assert np.abs(d).max() > 0.3  # the face shape changes (by up to α times the shapes' difference)
+        np.testing.assert_allclose(d[[36, 45]], 0, atol=1e-3)  # the eyes stay where they were
+    seeds = [1, 2, 3, 4]
+    plain = make_batch_fn(bank, FaceAgentConfig(), 1000)(seeds)
+    swapped = make_batch_fn(bank, FaceAgentConfig(p_reshape=1.0), 1000)(seeds)
+    for k in ("noise", "t", "drop"):  # the texture swap's draws come last: every other draw is the same
+        torch.testing.assert_close(plain[k], swapped[k], msg=k)
+    moved = (swapped["landmarks"] - plain["landmarks"]).abs()  # (B, 68, 2) in [-1, 1] units
+    assert (moved.amax((1, 2)) > 0.01).all() and (moved[:, [36, 45]] < 1e-3).all()
+    assert (swapped["x0"] - plain["x0"]).abs().amax((1, 2, 3)).min() > 0.1  # the images are warped with them
+    with pytest.raises(ValueError, match="p_reshape"):
+        FaceAgentConfig(p_reshape=1.5)
 
 
 def test_frame_bank_refuses_a_split_without_frames(tiny_corpus):

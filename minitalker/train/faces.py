@@ -8,6 +8,8 @@ One training sample (built from a seed, so the data is a pure function of (seed,
   another training clip of the same appearance (so the model learns to take identity from *any*
   frame, as at inference, where the reference is whatever photo the user gives);
 * the reference warped to the target's landmarks (``warp``) and the target's sketch (``sketch``);
+* (``p_reshape``) the sample's landmarks and images moved toward another identity's face shape
+  (:func:`shape_swap`: one photo's texture on another's geometry);
 * the same random colour gain and hue rotation on all images of a sample (appearance variety:
   we have few real faces, and the model must take colour from the photo, not from memory);
 * noise and a timestep; the loss is the v-prediction MSE with extra weight on the mouth.
@@ -40,6 +42,7 @@ from minitalker.face_agent import (
     warp_reference,
 )
 from minitalker.io import check_kind, load_checkpoint, load_meta, save_checkpoint
+from minitalker.landmarks.scheme import denormalise, normalise
 from minitalker.nn.unet import LandmarkUNet, UNetConfig
 from minitalker.train.loop import TrainConfig, Trainer, ship_training_log
 
@@ -94,11 +97,30 @@ def appearance_jitter(x: torch.Tensor, gain: torch.Tensor, angle: torch.Tensor) 
     return (y - 1).clamp(-1, 1)
 
 
+def shape_swap(bank: FrameBank, key: tuple, rng: np.random.Generator) -> np.ndarray:
+    """A displacement ``(68, 2)`` (crop px) toward another training identity's face shape.
+
+    ``d = α (B→A − A)``, ``α ~ U(0, 1)``: ``A`` is appearance ``key``'s neutral landmarks, ``B→A``
+    another identity's neutral landmarks moved by the similarity that puts its eyes on ``A``'s
+    (:func:`minitalker.landmarks.scheme.normalise`), so only the shape differs. Added to every
+    landmark of a sample and warped into its images, it puts one photo's texture on (part of)
+    another's geometry. Why (our choice): with two training faces, texture and shape always come
+    together; a texture-swapped sample teaches the UNet that neither predicts the other.
+    """
+    a = bank.references[key][1]  # (68, 2)
+    other = [k for k in bank.references if k[0] != key[0]]
+    if not other:
+        return np.zeros_like(a)
+    b = bank.references[other[int(rng.integers(len(other)))]][1]
+    _, params = normalise(a)
+    return rng.uniform(0, 1) * (denormalise(normalise(b)[0], params) - a)
+
+
 def make_batch_fn(bank: FrameBank, cfg: FaceAgentConfig, n_timesteps: int):
     """``batch_fn(seeds) -> dict`` of tensors for the Trainer (one sample per seed)."""
 
     def batch_fn(seeds: list[int]) -> dict[str, torch.Tensor]:
-        rows, ref, ref_lm, warped, gains, angles, noise, t, drop = [], [], [], [], [], [], [], [], []
+        x0, lms, ref, ref_lm, warped, gains, angles, noise, t, drop = [], [], [], [], [], [], [], [], [], []
         for seed in seeds:  # everything random comes from the sample's own seed: DDP-invariant
             rng = np.random.default_rng(seed)
             i = int(rng.integers(len(bank)))
@@ -110,21 +132,30 @@ def make_batch_fn(bank: FrameBank, cfg: FaceAgentConfig, n_timesteps: int):
             else:
                 j = int(rng.choice(others))
                 r, r_lm = bank.frames[j], bank.landmarks[j]
-            ref.append(r)
-            ref_lm.append(r_lm)
+            w = None
             if cfg.warp:
-                warped.append(bank.neutral_warps()[i] if neutral else warp_reference(r, r_lm, bank.landmarks[i:i + 1])[0])
-            rows.append(i)
+                w = bank.neutral_warps()[i] if neutral else warp_reference(r, r_lm, bank.landmarks[i:i + 1])[0]
             gains.append(1 + cfg.colour_jitter * rng.uniform(-1, 1, size=3))
             angles.append(cfg.hue_jitter * rng.uniform(-1, 1))
             noise.append(rng.standard_normal((3, bank.size, bank.size), dtype=np.float32))
             t.append(rng.integers(n_timesteps))
             drop.append(rng.random() < cfg.p_uncond)
+            frame, lm_i = bank.frames[i], bank.landmarks[i]
+            if cfg.p_reshape > 0 and rng.random() < cfg.p_reshape:  # drawn last: p_reshape=0 keeps every other draw
+                d = shape_swap(bank, key, rng)  # (68, 2)
+                frame, lm_i = warp_reference(frame, lm_i, lm_i + d)[0], lm_i + d
+                r, r_lm = warp_reference(r, r_lm, r_lm + d)[0], r_lm + d
+                w = warp_reference(r, r_lm, lm_i[None])[0] if cfg.warp else None
+            x0.append(frame)
+            lms.append(lm_i)
+            ref.append(r)
+            ref_lm.append(r_lm)
+            warped.append(w)
         gain, angle = torch.tensor(np.array(gains), dtype=torch.float32), torch.tensor(angles, dtype=torch.float32)
         jitter = lambda x: appearance_jitter(to_tensor(np.stack(x)), gain, angle)  # noqa: E731  same on every image
-        lm = bank.landmarks[rows]  # (B, 68, 2) crop px
+        lm = np.stack(lms)  # (B, 68, 2) crop px
         hard, _ = face_masks(lm, np.stack(ref_lm), bank.size, cfg)
-        batch = {"x0": jitter(bank.frames[rows]), "reference": jitter(ref), "landmarks": landmark_tokens_input(lm, bank.size),
+        batch = {"x0": jitter(x0), "reference": jitter(ref), "landmarks": landmark_tokens_input(lm, bank.size),
                  "mask": hard, "weight": 1 + cfg.mouth_weight * mouth_box_mask(lm, bank.size),
                  "noise": torch.from_numpy(np.stack(noise)), "t": torch.tensor(t), "drop": torch.tensor(drop)}
         if cfg.warp:
