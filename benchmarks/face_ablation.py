@@ -82,7 +82,6 @@ def main() -> None:
     ap.add_argument("--synthetic", action="store_true", help="also evaluate_faces on the corpus (the validation "
                     "mouth MSE of the run's last evaluation is always recorded)")
     args = ap.parse_args()
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     chosen = [size_row(args.size)] if args.size else [r for k, r in enumerate(rows()) if args.rows is None or k in args.rows]
     corpus = None
     if args.size:
@@ -102,15 +101,16 @@ def main() -> None:
         folder = folder_of(args.out, name)
         photos = dict(list(real_photos().items())[:args.photos])
         log = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-        results[name] = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
-                         "val": [r for r in log if "val_mouth_mse" in r][-1],
-                         "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos,
-                                                     landmark_model=load_landmark_model(args.landmarks))}
+        row = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
+               "val": [r for r in log if "val_mouth_mse" in r][-1],
+               "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos,
+                                           landmark_model=load_landmark_model(args.landmarks))}
         if args.synthetic:
             synthetic = evaluate_faces(folder / "best", corpus=corpus, clips_per_group=2, steps=10, guidance=1.0, ddpm_frames=1)
-            results[name]["synthetic"] = {g: synthetic[g] for g in ("test_sentences", "heldout_identity")}
-        write_json(RESULTS, results)
-        print(name, json.dumps(results[name]["real"], default=str)[:400])
+            row["synthetic"] = {g: synthetic[g] for g in ("test_sentences", "heldout_identity")}
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # read late: rows run in parallel
+        write_json(RESULTS, results | {name: row})
+        print(name, json.dumps(row["real"], default=str)[:400])
 
 if __name__ == "__main__":
     main()
