@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "instead of the whole photo")
     p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the checkpoint's)")
+    p.add_argument("--strength", type=float, help="fraction of the DDIM steps run, starting from the photo warped to "
+                   "the landmarks (1 = from pure noise; default: the checkpoint's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", choices=("fast", "full"), help="which shipped weights (only fast ones ship)")
     p.add_argument("--landmarks", help="agent 1 checkpoint (default: the shipped one)")
@@ -165,9 +167,11 @@ def _generate(args) -> None:
         warn(message)
     photo = load_photo(args.face)
     _, schedule, agent = face_agent_config(args.faces)  # the JSON alone: no model loads before the checks pass
-    check_sampling(schedule, args.steps, agent.guidance_scale if args.guidance is None else args.guidance)
+    check_sampling(schedule, args.steps, agent.guidance_scale if args.guidance is None else args.guidance,
+                   agent.strength if args.strength is None else args.strength)
     pipe = TalkingFacePipeline.from_checkpoints(args.landmarks, args.faces, backend=args.backend)
-    pipe.write(out, wav, photo, crop=args.crop, steps=args.steps, guidance=args.guidance, seed=args.seed)
+    pipe.write(out, wav, photo, crop=args.crop, steps=args.steps, guidance=args.guidance, strength=args.strength,
+               seed=args.seed)
     print("wrote", out, f"({n_video_frames(len(wav))} frames)")
 
 

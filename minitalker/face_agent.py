@@ -24,6 +24,12 @@ target's 68 landmarks enter through cross-attention. What the paper leaves open,
   mouth's box (the mouth is ~8% of the pixels but all of the speech).
 * **Guidance**: landmarks dropped to the learned null tokens with probability ``p_uncond`` in
   training, so classifier-free guidance can push samples toward the landmarks at sampling time.
+* **Where sampling starts** (``strength``, with ``warp``): DDIM runs only the last 60% of its steps,
+  from the warped reference noised to that level (SDEdit): the warp already has the photo's skin
+  where the landmarks want it, so the sampler keeps its layout and repaints what the warp cannot
+  give (the inside of the mouth, the stretch). The paper samples from pure noise (``strength=1``);
+  starting from the warp follows the landmarks more closely on real photos, at 6 UNet passes a
+  frame instead of 10 (docs/design_notes.md has the measurement).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class FaceAgentConfig(PresetConfig):
     p_reshape: float = 0.0  # training: a sample takes (part of) another identity's face shape (texture swap)
     colour_match: float = 0.08  # with warp: σ (fraction of the crop) of the low frequencies taken from the warp; 0 = off
     guidance_scale: float = 1.0  # default at sampling time (1 = no guidance: one UNet pass per step)
+    strength: float = 0.6  # with warp, DDIM: start from the warp noised to this fraction of the steps (1 = noise)
 
     @classmethod
     def full(cls) -> "FaceAgentConfig":
@@ -71,6 +78,8 @@ class FaceAgentConfig(PresetConfig):
     def __post_init__(self):
         if self.mask not in ("face", "half"):
             raise ValueError(f"mask must be 'face' or 'half'; got {self.mask!r}")
+        if not 0 < self.strength <= 1:
+            raise ValueError(f"strength must be in (0, 1] (1 = sample from pure noise); got {self.strength}")
         if not 0 <= self.p_reshape <= 1:
             raise ValueError(f"p_reshape must be a probability in [0, 1]; got {self.p_reshape}")
 
@@ -242,32 +251,34 @@ def check_warp(ref_landmarks: np.ndarray, landmarks: np.ndarray, size: int, limi
 def generate_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarray, ref_landmarks: np.ndarray,
                     landmarks: np.ndarray, cfg: FaceAgentConfig | None = None, steps: int | None = None,
                     guidance: float | None = None, sampler: str = "ddim", seed: int = 0, batch_size: int = 32,
-                    progress: bool = True) -> np.ndarray:
+                    progress: bool = True, strength: float | None = None) -> np.ndarray:
     """Frames of one speaker: reference ``(S, S, 3)`` uint8 + landmarks ``(T, 68, 2)`` → ``(T, S, S, 3)`` uint8.
 
     All of :func:`iter_frames`'s batches at once (for a long clip, stream them instead)."""
     return np.concatenate(list(iter_frames(unet, schedule, reference, ref_landmarks, landmarks, cfg, steps, guidance,
-                                           sampler, seed, batch_size, progress)))
+                                           sampler, seed, batch_size, progress, strength)))
 
 
 @torch.no_grad()
 def iter_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarray, ref_landmarks: np.ndarray,
                 landmarks: np.ndarray, cfg: FaceAgentConfig | None = None, steps: int | None = None,
                 guidance: float | None = None, sampler: str = "ddim", seed: int = 0, batch_size: int = 32,
-                progress: bool = True) -> Iterator[np.ndarray]:
+                progress: bool = True, strength: float | None = None) -> Iterator[np.ndarray]:
     """Frames of one speaker, made ``batch_size`` at a time: yields ``(b, S, S, 3)`` uint8 batches in order.
 
     Every frame starts from the *same* noise image x_T (seeded), so with DDIM (deterministic) frames
     differ only where their landmarks differ: the first defence against flicker (and how batches
     join seamlessly). Memory stays bounded for any length; ``progress``: one bar (frames, with an
     ETA) for the whole clip. Outside the mask (:func:`face_masks`) every frame is the reference,
-    pixel for pixel. ``sampler``: "ddim" (``steps`` default from the schedule's config) or "ddpm"
-    (every training step). Every argument is checked before the first batch is sampled.
+    pixel for pixel. ``sampler``: "ddim" (``steps`` default from the schedule's config; ``strength``
+    default from ``cfg``: with the warp, start from it, see :func:`ddim_sample`'s ``init``) or "ddpm"
+    (every training step, from noise). Every argument is checked before the first batch is sampled.
     """
     from tqdm.auto import tqdm
 
     cfg = cfg or FaceAgentConfig()
     guidance = cfg.guidance_scale if guidance is None else guidance
+    strength = cfg.strength if strength is None else strength
     device = next(unet.parameters()).device
     size = unet.cfg.image_size
     if reference.shape[:2] != (size, size):
@@ -275,7 +286,7 @@ def iter_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarr
                          "crop the face to that size first (video.aligned_crops)")
     if sampler not in ("ddim", "ddpm"):
         raise ValueError(f"sampler must be 'ddim' or 'ddpm'; got {sampler!r}")
-    check_sampling(schedule, steps, guidance)
+    check_sampling(schedule, steps, guidance, strength)
     lm = check_landmarks(landmarks, "landmarks").reshape(-1, 68, 2)
     ref = to_tensor(reference, device)  # (1, 3, S, S)
     if cfg.warp:
@@ -294,7 +305,8 @@ def iter_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarr
                     "landmarks": landmark_tokens_input(chunk, size, device), "drop": keep}
             model = guided(unet, cond, cond | {"drop": ~keep}, guidance)  # null branch: the learned null tokens
             if sampler == "ddim":
-                x0 = ddim_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), steps=steps, progress=False)
+                x0 = ddim_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), steps=steps, progress=False,
+                                 init=warped if cfg.warp and strength < 1 else None, strength=strength)
             else:
                 x0 = ddpm_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), progress=False,
                                  generator=torch.Generator(device).manual_seed(seed))
@@ -304,9 +316,9 @@ def iter_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarr
             yield to_uint8(compose(x0, refs, soft))
 
 
-def check_sampling(schedule: NoiseSchedule, steps: int | None, guidance: float) -> None:
-    """Raise ValueError unless ``1 ≤ steps ≤`` the schedule's training steps (None: its default) and
-    ``guidance`` is finite and ≥ 0: checked before any work, not deep inside the sampler."""
+def check_sampling(schedule: NoiseSchedule, steps: int | None, guidance: float, strength: float = 1.0) -> None:
+    """Raise ValueError unless ``1 ≤ steps ≤`` the schedule's training steps (None: its default),
+    ``guidance`` is finite and ≥ 0 and ``0 < strength ≤ 1``: checked before any work, not deep inside the sampler."""
     T = schedule.num_train_timesteps
     if steps is not None and not 1 <= steps <= T:
         raise ValueError(f"steps {steps} is out of range — give 1 to {T} DDIM steps (this checkpoint was trained "
@@ -314,3 +326,6 @@ def check_sampling(schedule: NoiseSchedule, steps: int | None, guidance: float) 
     if not (np.isfinite(guidance) and guidance >= 0):
         raise ValueError(f"guidance {guidance} is not a finite number ≥ 0 — give e.g. 1 (no guidance, one UNet pass "
                          "per step) or 1.5 (stronger pull toward the landmarks, twice the cost)")
+    if not (np.isfinite(strength) and 0 < strength <= 1):
+        raise ValueError(f"strength {strength} is not in (0, 1] — give e.g. 0.6 (start from the warped photo, 60% of "
+                         "the steps) or 1 (start from pure noise)")

@@ -28,6 +28,7 @@ Frames are uint8 ``(T, S, S, 3)`` aligned face crops; landmarks float ``(..., 68
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
@@ -416,17 +417,19 @@ def real_photos(folder: str | os.PathLike | None = None) -> dict[str, np.ndarray
 
 def evaluate_faces_real(checkpoint: str | os.PathLike | None = None, n_frames: int | None = None, steps: int = 10,
                         guidance: float | None = None, photos: dict[str, np.ndarray] | None = None,
-                        audio: np.ndarray | None = None, landmark_model=None) -> dict:
+                        audio: np.ndarray | None = None, landmark_model=None, strength: float | None = None) -> dict:
     """Agent 2 on real material: :func:`carphone_reenactment` and :func:`unseen_photos` (default
-    :func:`real_photos`, driven by the shipped agent 1 from :func:`arctic_audio`) for one checkpoint."""
+    :func:`real_photos`, driven by the shipped agent 1 from :func:`arctic_audio`) for one checkpoint.
+    ``strength``: where sampling starts (default: the checkpoint's, see :class:`FaceAgentConfig`)."""
     from minitalker.nn.landmark_transformer import load_landmark_model
     from minitalker.train.faces import load_face_agent
 
     unet, schedule, agent = load_face_agent(checkpoint)
+    agent = agent if strength is None else dataclasses.replace(agent, strength=strength)
     photos = real_photos() if photos is None else photos
     landmark_model = load_landmark_model() if landmark_model is None else landmark_model
     return {"checkpoint": str(checkpoint or "shipped"), "steps": steps,
-            "guidance": agent.guidance_scale if guidance is None else guidance,
+            "guidance": agent.guidance_scale if guidance is None else guidance, "strength": agent.strength,
             "carphone": carphone_reenactment(unet, schedule, agent, n_frames, steps, guidance),
             "unseen": unseen_photos(unet, schedule, agent, landmark_model, photos, audio, steps, guidance)}
 
@@ -442,7 +445,7 @@ def format_real_results(results: dict) -> str:
     pho = (("r", 7, 3), ("slope", 7, 3), ("tint", 7, 2), ("identity", 9, 3), ("warp_r", 8, 3), ("warp_slope", 11, 3),
            ("sync_offset", 12, 0), ("closure_ratio", 14, 2), ("open_vowel_r", 13, 2))
     lines = [f"agent 2 on real material ({results['checkpoint']}; DDIM {results['steps']} steps, "
-             f"guidance {results['guidance']})",
+             f"guidance {results['guidance']}, strength {results.get('strength', 1.0)})",
              f"carphone self-reenactment: {c['frames']} frames, reference frame {c['reference_frame']}, "
              f"{c['seconds']:.0f} s",
              f"  {'':16}" + "".join(f"{k:>{w}}" for k, w, _ in car)]

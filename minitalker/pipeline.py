@@ -154,39 +154,41 @@ class TalkingFacePipeline:
         lm = predict_landmarks(self.landmark_model, wav, face.landmarks)  # (T, 68, 2) crop pixels
         return wav, face, smooth_landmarks(lm, smooth)  # sigma 0 leaves them as they are
 
-    def _frames(self, face: Face, lm: np.ndarray, steps, guidance, seed, batch_size, progress) -> Iterator[tuple]:
+    def _frames(self, face: Face, lm: np.ndarray, steps, guidance, strength, seed, batch_size, progress) -> Iterator[tuple]:
         """Agent 2's frames with their paste-back masks, a batch at a time: ``(b, S, S, 3)`` uint8, ``(b, S, S)``."""
         batches = iter_frames(self.unet, self.schedule, face.crop, face.landmarks, lm, self.agent_cfg, steps=steps,
-                              guidance=guidance, seed=seed, batch_size=batch_size, progress=progress)
+                              guidance=guidance, seed=seed, batch_size=batch_size, progress=progress, strength=strength)
         for i, frames in zip(range(0, len(lm), batch_size), batches):
             chunk = lm[i:i + len(frames)]
             yield frames, face_masks(chunk, face.landmarks, self.size, self.agent_cfg)[1][:, 0].numpy()  # soft
 
     def __call__(self, audio: str | os.PathLike | np.ndarray, photo: str | os.PathLike | np.ndarray | None = None,
                  *, reference: tuple[np.ndarray, np.ndarray] | None = None, steps: int | None = None,
-                 guidance: float | None = None, seed: int = 0, smooth: float = 1.0, batch_size: int = 32,
-                 progress: bool = True) -> TalkingFace:
+                 guidance: float | None = None, strength: float | None = None, seed: int = 0, smooth: float = 1.0,
+                 batch_size: int = 32, progress: bool = True) -> TalkingFace:
         """Speech (path or 16 kHz array) + a photo (or an already aligned ``reference`` crop and its
         landmarks, then without a photo to paste into) → :class:`TalkingFace`, every frame in memory.
-        ``smooth``: Gaussian sigma (frames) on the predicted landmarks; ``steps``/``guidance``: DDIM
-        steps and classifier-free guidance scale."""
+        ``smooth``: Gaussian sigma (frames) on the predicted landmarks; ``steps``/``guidance``/``strength``:
+        DDIM steps, classifier-free guidance scale and where sampling starts (:func:`face_agent.iter_frames`)."""
         wav, face, lm = self._landmarks(audio, photo, reference, smooth)
-        frames, masks = map(np.concatenate, zip(*self._frames(face, lm, steps, guidance, seed, batch_size, progress)))
+        frames, masks = map(np.concatenate, zip(*self._frames(face, lm, steps, guidance, strength, seed, batch_size,
+                                                                         progress)))
         return TalkingFace(frames, lm, face.crop, face.landmarks, wav, masks=masks, photo=face.photo, box=face.box)
 
     def write(self, out: str | os.PathLike, audio: str | os.PathLike | np.ndarray,
               photo: str | os.PathLike | np.ndarray | None = None, *,
               reference: tuple[np.ndarray, np.ndarray] | None = None, crop: bool = False, steps: int | None = None,
-              guidance: float | None = None, seed: int = 0, smooth: float = 1.0, batch_size: int = 8,
-              progress: bool = True, max_side: int = MAX_SIDE) -> Path:
+              guidance: float | None = None, strength: float | None = None, seed: int = 0, smooth: float = 1.0,
+              batch_size: int = 8, progress: bool = True, max_side: int = MAX_SIDE) -> Path:
         """The video of ``self(...).save(out, crop)``, streamed: each batch of frames is pasted and piped to
         the encoder as it is made, so memory stays bounded however long the speech (what the CLI runs).
         The output path and the sampling arguments are checked before any work. ``batch_size`` 8: the
         UNet's activations take ~12 MB a frame at 64 px, and on a CPU larger batches are no faster (8 s of
         speech at 2 steps, 1 thread: 25.5 s at batch 8 or 16, peak RSS 766 vs 876 MB)."""
         check_output(out)
-        check_sampling(self.schedule, steps, self.agent_cfg.guidance_scale if guidance is None else guidance)
+        check_sampling(self.schedule, steps, self.agent_cfg.guidance_scale if guidance is None else guidance,
+                       self.agent_cfg.strength if strength is None else strength)
         wav, face, lm = self._landmarks(audio, photo, reference, smooth)
-        batches = self._frames(face, lm, steps, guidance, seed, batch_size, progress)
+        batches = self._frames(face, lm, steps, guidance, strength, seed, batch_size, progress)
         return write_video(out, video_frames(batches, None if crop else face.photo, face.box, max_side=max_side),
                            FPS, wav, SAMPLE_RATE)

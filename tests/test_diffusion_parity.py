@@ -123,6 +123,25 @@ def test_ddim_sequence_rule_is_diffusers_for_leading_and_ddpm_at_eta_one():
     assert (got - diffusers_loop(ddim, 9)).abs().max() > 1e-3
 
 
+def test_ddim_from_an_image_is_diffusers_img2img():
+    """``init``/``strength``: the timesteps diffusers' img2img pipelines keep, from ``add_noise(init)``."""
+    for spacing in ("leading", "trailing"):
+        for steps, strength in [(10, 0.6), (10, 0.8), (7, 0.5), (4, 0.1)]:
+            ours, theirs = pair(DDIMScheduler, beta_schedule="cosine", prediction_type="v_prediction",
+                                timestep_spacing=spacing)
+            g = torch.Generator().manual_seed(0)
+            init, noise = torch.rand(SHAPE, generator=g, dtype=torch.float64) * 2 - 1, torch.randn(SHAPE, generator=g,
+                                                                                                   dtype=torch.float64)
+            theirs.set_timesteps(steps)
+            kept = theirs.timesteps[steps - max(1, min(int(steps * strength), steps)):]  # img2img's get_timesteps
+            x = theirs.add_noise(init, noise, kept[:1])
+            for t in kept:
+                x = theirs.step(dummy_model(x, t.expand(SHAPE[0])), t, x).prev_sample
+            got = ddim_sample(dummy_model, ours, noise.clone(), steps=steps, prev_rule="diffusers", init=init,
+                              strength=strength, progress=False)
+            assert (got - x).abs().max() < 1e-9 * max(1.0, x.abs().max()), (spacing, steps, strength)
+
+
 def test_default_config_float32_end_to_end():
     """The untouched float32 diffusers scheduler, with our default config (cosine, v, clip, trailing)."""
     ours, theirs = pair(DDIMScheduler, dtype=torch.float32, share=False)

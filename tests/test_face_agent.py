@@ -247,6 +247,24 @@ def test_generation_is_seeded_and_keeps_the_reference_upper_face(tiny_face_run, 
         generate_frames(unet, schedule, np.zeros((16, 16, 3), np.uint8), ref_lm, lm, agent, progress=False)
 
 
+def test_sampling_from_the_warp_runs_only_the_last_steps(tiny_face_run, tiny_corpus):
+    out, _ = tiny_face_run
+    unet, schedule, agent = load_face_agent(out / "last")
+    clip = next(c for c in tiny_corpus.clips if c.has_frames)
+    ref, ref_lm = clip.reference()
+    calls = []
+    unet.register_forward_hook(lambda *_: calls.append(1))
+    frames = {}
+    for strength, passes in [(1.0, 10), (0.6, 6), (0.01, 1)]:
+        calls.clear()
+        frames[strength] = generate_frames(unet, schedule, ref, ref_lm, clip.landmarks[:2], agent, steps=10,
+                                           strength=strength, progress=False)
+        assert len(calls) == passes, strength
+    assert not np.array_equal(frames[1.0], frames[0.6])  # a different start: a different sample
+    with pytest.raises(ValueError, match="strength 0 is not in"):
+        generate_frames(unet, schedule, ref, ref_lm, clip.landmarks[:2], agent, strength=0, progress=False)
+
+
 def test_sampling_arguments_are_checked_with_a_clear_message():
     _, schedule, _ = face_agent_config()  # the shipped checkpoint's JSON alone
     for steps, guidance, message in [(0, 1.0, "steps 0 is out of range — give 1 to 1000"), (5000, 1.0, "steps 5000"),
@@ -254,7 +272,10 @@ def test_sampling_arguments_are_checked_with_a_clear_message():
                                      (10, -1.0, "guidance -1.0")]:
         with pytest.raises(ValueError, match=message):
             check_sampling(schedule, steps, guidance)
-    check_sampling(schedule, 1000, 0.0)  # both bounds are allowed
+    for strength in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=f"strength {strength} is not in"):
+            check_sampling(schedule, 10, 1.0, strength)
+    check_sampling(schedule, 1000, 0.0, 1.0)  # both bounds are allowed
 
 
 def test_export_is_fp16_and_loads_back(tiny_face_run, tmp_path):

@@ -178,6 +178,8 @@ def ddim_sample(
     generator: torch.Generator | None = None,
     return_intermediates: bool = False,
     progress: bool = True,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
 ):
     """DDIM (Song et al. 2021, eq. 12). Returns ``(B, ...)``.
 
@@ -191,15 +193,26 @@ def ddim_sample(
     ``timestep_spacing``); ``prev_rule`` picks where each step lands (see :func:`previous_timesteps`:
     ``"diffusers"`` reproduces ``DDIMScheduler`` exactly, ``"sequence"`` follows the paper).
     With ``return_intermediates`` returns ``(sample, Trajectory)``.
+
+    ``init`` (SDEdit, Meng et al. 2022; diffusers' img2img ``strength``): start from an image instead
+    of pure noise. Only the last ``n = max(1, ⌊strength · steps⌋)`` of the timesteps run, from
+    ``x_t = q_sample(init, t, x_T)`` at the first of them (``x_T`` is then the noise).
     """
     cfg = schedule.config
     steps = cfg.sampling_steps if steps is None else steps
     eta = cfg.eta if eta is None else eta
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1]; got {eta}")
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1]; got {strength}")
     T = schedule.num_train_timesteps
     timesteps = sampling_timesteps(T, steps, cfg.timestep_spacing if spacing is None else spacing, cfg.steps_offset)
     prevs = previous_timesteps(timesteps, T, prev_rule)
+    if init is not None:
+        skip = len(timesteps) - max(1, int(strength * len(timesteps)))
+        timesteps, prevs = timesteps[skip:], prevs[skip:]
+        noise = x_T if isinstance(x_T, torch.Tensor) else _randn(x_T, generator, init)
+        x_T = schedule.q_sample(init, timesteps[0], noise)  # x_t = sqrt(abar_t) init + sqrt(1 - abar_t) noise
     abar = schedule.alphas_cumprod
 
     def step(x, x0, eps, t, t_prev):
