@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from ..config import preset_name
-from ..data.corpus import Corpus, CorpusConfig, load_corpus
+from ..data.corpus import Corpus
 from ..data.datasets import LandmarkClips, MelAugment
+from ..data.synthetic import CorpusConfig, load_corpus
 from ..data.visemes import base_phoneme, phoneme_class
 from ..io import atomic_path, load_checkpoint, save_checkpoint, suffixed
 from ..landmarks import scheme
