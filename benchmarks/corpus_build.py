@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from minitalker.data.corpus import CorpusConfig, build_corpus, load_corpus, plan_clips
 from minitalker.data.render import render_clip
 from minitalker.data.speech import Voice, synthesize
+from minitalker.data.synthetic import CorpusConfig, build_corpus, load_corpus, plan_clips
 from minitalker.io import write_json
 
 RESULTS = Path(__file__).parent / "results"

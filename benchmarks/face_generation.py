@@ -36,7 +36,7 @@ RESULTS = Path(__file__).parent / "results"
 def face_inputs(size: int, frames: int):
     """A real reference crop (Grace Hopper) and a landmark track whose jaw opens and closes: speed does
     not depend on content, but the warp needs a real face's landmarks (random points fold)."""
-    from minitalker.data.corpus import reference_face
+    from minitalker.data.synthetic import reference_face
 
     ref, lm = reference_face("grace_hopper", size)
     track = np.repeat(lm[None], frames, 0)

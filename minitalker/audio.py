@@ -197,8 +197,7 @@ def _mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) 
 @functools.cache
 def _blas_threads():
     """numpy's BLAS thread pools (threadpoolctl), found once. The mel filterbank is one small matrix
-    product; run on BLAS's own threads, they spin against torch's for the same cores (measured on
-    2 cores with 2 torch threads: agent 1 on 2 s of speech took 35 ms end to end, 16 ms with one BLAS thread)."""
+    product; run on BLAS's own threads, they spin against torch's for the same cores (so we run it on one)."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()

@@ -114,14 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _corpus_config(args):
-    from minitalker.data.corpus import CorpusConfig
+    from minitalker.data.synthetic import CorpusConfig
 
     cfg = CorpusConfig.preset(args.preset)
     return dataclasses.replace(cfg, image_size=args.size) if getattr(args, "size", None) else cfg
 
 
 def _data_build(args) -> None:
-    from minitalker.data.corpus import build_corpus, load_corpus
+    from minitalker.data.synthetic import build_corpus, load_corpus
 
     cfg = _corpus_config(args)
     if args.force:

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from minitalker.audio import log_mel, plot_waveform_mel
-from minitalker.data.corpus import Clip, load_corpus
+from minitalker.data.corpus import Clip
 from minitalker.data.faces import FACES, load_face
 from minitalker.data.overview import write_sample
+from minitalker.data.synthetic import load_corpus
 from minitalker.data.visemes import rest_landmarks
 from minitalker.io import atomic_path
 from minitalker.landmarks.draw import plot_landmarks
@@ -97,7 +98,7 @@ def run_demo(preset: str | None = None, out: str | os.PathLike = "outputs/demo",
                                result.landmarks[:T], result.reference, result.reference_landmarks, result.audio)
     paths = {"video": side_by_side.save(out / "talking_face.mp4")}
     if clip.identity in FACES and not clip.mirrored:  # a bundled photo: the corpus cropped it at face_box(rest)
-        photo, lm = load_face(clip.identity)  # (see data.corpus.reference_face), so the frames paste straight back
+        photo, lm = load_face(clip.identity)  # (see data.synthetic.reference_face), so the frames paste straight back
         in_photo = dataclasses.replace(result, photo=photo, box=face_box(rest_landmarks(lm)))
         paths["photo_video"] = in_photo.save(out / "talking_photo.mp4")
     fig = plot_talking_face(result, clip)

@@ -273,9 +273,8 @@ def carphone_reenactment(unet, schedule, agent_cfg, n_frames: int | None = None,
     frames (the measure's ceiling); tint and identity distance to the reference. Returns a dict (see
     :func:`format_real_results`).
 
-    Why the whole clip by default: in the first 48 frames the man barely opens his mouth (opening range
-    0.085 inter-ocular distances against dlib's ~0.02 noise), so even the true frames reach only
-    r ≈ 0.76 there; over all 120 frames (range 0.37) they reach r ≈ 0.95.
+    Why the whole clip by default: in the first 48 frames the man barely opens his mouth (not far
+    above dlib's noise), so even on the true frames the measured opening follows the driving one poorly.
     """
     from minitalker.data.faces import carphone_video, frontal_closed_score
     from minitalker.landmarks.detect import detect_landmarks

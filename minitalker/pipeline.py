@@ -183,8 +183,7 @@ class TalkingFacePipeline:
         """The video of ``self(...).save(out, crop)``, streamed: each batch of frames is pasted and piped to
         the encoder as it is made, so memory stays bounded however long the speech (what the CLI runs).
         The output path and the sampling arguments are checked before any work. ``batch_size`` 8: the
-        UNet's activations take ~12 MB a frame at 64 px, and on a CPU larger batches are no faster (8 s of
-        speech at 2 steps, 1 thread: 25.5 s at batch 8 or 16, peak RSS 766 vs 876 MB)."""
+        UNet's activations take ~12 MB a frame at 64 px, and on a CPU larger batches are no faster."""
         check_output(out)
         check_sampling(self.schedule, steps, self.agent_cfg.guidance_scale if guidance is None else guidance,
                        self.agent_cfg.strength if strength is None else strength)

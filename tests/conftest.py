@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from minitalker.data.corpus import CorpusConfig, build_corpus, load_corpus
+from minitalker.data.synthetic import CorpusConfig, build_corpus, load_corpus
 
 
 def tiny_config(**changes) -> CorpusConfig:

@@ -17,7 +17,7 @@ import pytest
 from conftest import tiny_config
 from minitalker.audio import load_audio
 from minitalker.cli import main
-from minitalker.data.corpus import CorpusConfig, load_corpus
+from minitalker.data.synthetic import CorpusConfig, load_corpus
 from minitalker.video import read_video, write_video
 
 

@@ -76,7 +76,7 @@ def test_masks_follow_the_landmarks():
 
 
 def test_face_mask_covers_the_mouth_and_chin_and_leaves_background_and_eyes():
-    from minitalker.data.corpus import reference_face
+    from minitalker.data.synthetic import reference_face
 
     _, ref_lm = reference_face("astronaut", 64)
     open_lm = ref_lm.copy()
@@ -95,7 +95,7 @@ def test_face_mask_covers_the_mouth_and_chin_and_leaves_background_and_eyes():
 
 
 def test_warp_moves_the_photo_to_the_target_landmarks_and_detects_folds():
-    from minitalker.data.corpus import reference_face
+    from minitalker.data.synthetic import reference_face
     from minitalker.face_agent import check_warp, warp_reference
 
     ref, ref_lm = reference_face("astronaut", 64)
@@ -114,7 +114,7 @@ def test_warp_moves_the_photo_to_the_target_landmarks_and_detects_folds():
 
 
 def test_colour_match_removes_a_colour_cast_but_keeps_the_mouth():
-    from minitalker.data.corpus import reference_face
+    from minitalker.data.synthetic import reference_face
     from minitalker.face_agent import match_colour
 
     ref, lm = reference_face("astronaut", 64)
@@ -292,7 +292,7 @@ def test_export_is_fp16_and_loads_back(tiny_face_run, tmp_path):
 
 
 def test_evaluation_scores_model_and_copied_reference_in_both_groups(tiny_face_run, tiny_corpus, tmp_path):
-    from minitalker.data.corpus import build_corpus, load_corpus
+    from minitalker.data.synthetic import build_corpus, load_corpus
     from minitalker.nn.landmark_regressor import LandmarkRegressor, RegressorConfig
     from minitalker.train.faces import evaluate_faces, format_face_results
 
@@ -330,7 +330,7 @@ def test_shipped_checkpoint_beats_the_copied_reference(group):
     (held-out sentences of the training faces; the held-out face): mouth PSNR, mouth SSIM and mouth
     landmark distance of the shipped weights (DDIM 10 steps, the checkpoint's guidance) all better
     than copying the reference photo."""
-    from minitalker.data.corpus import load_corpus
+    from minitalker.data.synthetic import load_corpus
     from minitalker.metrics import evaluate_frames
 
     unet, schedule, agent = load_face_agent()

@@ -8,8 +8,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from minitalker.data.corpus import load_corpus
 from minitalker.data.importers import find_grid, import_videos, read_align
+from minitalker.data.synthetic import load_corpus
 from minitalker.video import read_video, write_video
 
 N_FRAMES = 30  # of the carphone clip at 29.97 fps: 1 s, 25 frames after resampling

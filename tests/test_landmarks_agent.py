@@ -83,7 +83,7 @@ def test_non_speech_chunks_ask_for_the_resting_mouth_and_band_limits_empty_the_t
 
 def test_agent_1_hears_more_voices_but_no_other_sentence_splits():
     """landmark_corpus: each sentence several times, with the preset's own split of sentences."""
-    from minitalker.data.corpus import CorpusConfig, plan_clips
+    from minitalker.data.synthetic import CorpusConfig, plan_clips
 
     base = CorpusConfig.fast()
     voices = dataclasses.replace(base, clips_per_sentence=3, frames_fraction=0.0)

@@ -42,11 +42,11 @@ class MelAugment:
       digital silence, which real inputs also have;
     * on a fraction ``p_pause`` of the samples, no speech at all: the chunk becomes a pause (log-mel
       floor, then the noise above) and the target the resting reference. The corpus's sentences hold
-      only short pauses, so without this a long silence was never seen (measured: the mouth stayed
-      half open, 0.05 of the eye distance, on 2 s of silence).
+      only short pauses, so without this a long silence was never seen (and the mouth stayed half
+      open through one).
 
-    Speaker and channel changes, so that a human voice is not a new world (our choice, measured on
-    real speech: see the README's agent-1 table):
+    Speaker and channel changes, so that a human voice is not a new world (our choice; what each did
+    on real speech: the README's agent-1 table):
 
     * an **equaliser**: a smooth random gain over the mel bins, the sum of ``eq_bands`` cosines of
       random phase with amplitudes ``U(±eq_db)`` (microphones, rooms and voices colour the spectrum
@@ -60,7 +60,7 @@ class MelAugment:
       ``U(band_hz)`` drops to the floor (telephone and low-rate recordings end at 3.4-4 kHz);
     * on a fraction ``p_nonspeech`` of the samples, **sound that is not speech**
       (:func:`nonspeech`: noise, hum, tones and chords) and the resting mouth as the target: without
-      it, white noise opened the mouth 0.04 of the eye distance, two thirds of a real open vowel.
+      it, white noise opened the mouth.
     """
 
     level_db: float = 6.0
@@ -211,8 +211,8 @@ class LandmarkClips:
 
         The start is drawn from ``frames // 4`` positions beyond either end and clamped, so about one
         chunk in ten starts at a clip's first frame and one in ten ends at its last. (Uniform starts
-        show the first and last frames in one chunk position of ``T - frames + 1``: measured, the
-        last 3 frames of test clips had 50% more error than the rest.)
+        show the first and last frames in one chunk position of ``T - frames + 1``, and the model
+        erred most on them.)
         """
         rng = np.random.default_rng(seed)
         starts = np.maximum(self.n_frames - frames + 1, 0)

@@ -4,7 +4,7 @@ Each video goes through the same steps as the built-in corpus's frames would in 
 read → 25 fps (:func:`video.resample_fps`) → 68 landmarks per frame (:func:`detect_landmarks`,
 gaps interpolated) → stable aligned face crops at ``size`` (:func:`video.aligned_crops`), with its
 speech as mono 16 kHz audio trimmed or zero-padded to exactly ``T / 25`` seconds. The result is a
-folder that :func:`minitalker.data.corpus.load_corpus` opens like a built one.
+folder in the format of :mod:`minitalker.data.corpus`, which ``load_corpus(root=...)`` opens like a built one.
 
 Layouts accepted (``SRC`` is the folder given; video = .mp4 .mpg .mpeg .mov .avi .mkv .webm .m4v):
 

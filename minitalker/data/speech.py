@@ -99,9 +99,8 @@ def _intervals(starts: list[tuple[str, float]], end: float) -> list[tuple[str, f
     return [(n, s, e) for (n, s), e in zip(starts, ends) if e > s]
 
 
-#: espeak reports a stop when its burst starts; the closure before it (silence or a voice bar) is the stop's
-#: too. Measured against pocketsphinx's acoustic alignment of espeak speech, p, b and t begin 35-48 ms
-#: after their closure does, so a stop is moved CLOSURE_LEAD earlier (at most half way into the phoneme before).
+#: espeak reports a stop when its burst starts; the closure before it (silence or a voice bar), some 40 ms
+#: earlier, is the stop's too, so a stop is moved CLOSURE_LEAD earlier (at most half way into the phoneme before).
 STOPS, CLOSURE_LEAD = frozenset({"p", "b", "t", "d", "k", "g"}), 0.04
 
 

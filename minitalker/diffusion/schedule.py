@@ -80,7 +80,7 @@ class DiffusionConfig(PresetConfig):
 
     @classmethod
     def fast(cls) -> DiffusionConfig:
-        return cls(sampling_steps=10)  # 10 DDIM steps were as good as 25 in our CPU measurement
+        return cls(sampling_steps=10)  # 10 DDIM steps: as good as 25 (docs/design_notes.md)
 
     @classmethod
     def full(cls) -> DiffusionConfig:

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from minitalker.config import DATA_DIR, preset_name
-from minitalker.data.corpus import Corpus, load_corpus
+from minitalker.data.corpus import Corpus
+from minitalker.data.synthetic import load_corpus
 from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
 from minitalker.face_agent import (
     FaceAgentConfig,

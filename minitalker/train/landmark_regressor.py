@@ -198,7 +198,7 @@ def save_regressor(model: LandmarkRegressor, path: str | os.PathLike, meta: dict
 
 
 def main(argv: list[str] | None = None) -> None:
-    from minitalker.data.corpus import CorpusConfig, load_corpus
+    from minitalker.data.synthetic import CorpusConfig, load_corpus
 
     p = argparse.ArgumentParser(prog="python -m minitalker.train.landmark_regressor", description=__doc__.splitlines()[0])
     p.add_argument("--preset", choices=("fast", "full"), help="corpus and model preset (default: $MINITALKER_PRESET)")

@@ -7,8 +7,8 @@ averages away), the shared :class:`~minitalker.train.loop.Trainer`, and validati
 the ``val`` split) every ``eval_every`` steps choosing the ``best`` checkpoint. The model's linear path is set
 to the ridge baseline's closed-form solution and frozen (Adam would only add noise to an optimum),
 so training starts where that baseline ends and the transformer learns the residual: what a
-linear map of one window cannot do (our choice; measured on the fast corpus, with a linear path
-trained from zero, 900 steps brought the model only level with ridge: 0.0102 vs 0.0105).
+linear map of one window cannot do (our choice: a linear path trained from zero left the model
+only level with ridge).
 
 ``evaluate_landmarks(model)`` scores a model on held-out sentences (test split, training faces)
 and on the held-out identity, next to three baselines fitted in the same run on the training
@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from ..config import preset_name
-from ..data.corpus import Corpus, CorpusConfig, load_corpus
+from ..data.corpus import Corpus
 from ..data.datasets import LandmarkClips, MelAugment
+from ..data.synthetic import CorpusConfig, load_corpus
 from ..data.visemes import base_phoneme, phoneme_class
 from ..io import atomic_path, load_checkpoint, save_checkpoint, suffixed
 from ..landmarks import scheme
@@ -52,8 +53,7 @@ CLASSES = ("bilabial", "open_vowel", "rounded_vowel", "other", "silence")
 MANY_VOICES = ("en-us", "en", *(f"en-us+{v}" for v in ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2",
                                                       "f3", "f4", "f5", "klatt3", "Annie", "Alex")),
                "en+f4", "en+m6", "en-us-nyc+m1", "en-029+f2", "en-gb-scotland+m3", "en-gb-x-rp+f3")
-#: Faster espeak speech (words/minute): people reading aloud outpace the preset's 140-190; measured, an
-#: earlier agent 1 tracked a real ARCTIC sentence much better once it was slowed to 0.8x.
+#: Faster espeak speech (words/minute): people reading aloud outpace the preset's 140-190.
 FAST_RATES = (150, 180, 210, 240, 270)
 
 
@@ -93,10 +93,8 @@ def landmark_corpus(cfg: LandmarkTrainConfig | dict | None = None) -> Corpus:
     Agent 1 needs no frames, and landmark-only clips cost little to make, so it can hear every
     sentence several times while agent 2 trains on the preset itself. The sentence splits are the
     preset's (the same seed draws them first), so agent 1 never hears a sentence that either
-    agent is tested on. Our choice, measured on the fast preset (2,700 steps, before the clip-edge
-    fixes of ``LandmarkClips.sample`` and ``predict_sequence``): 1 voice per sentence left agent 1
-    21% below ridge's error on held-out sentences, 3 voices 28%. With those fixes: 3 voices 34%;
-    5 voices and 3,600 steps (the preset) 35%, error 0.0081 → 0.0075.
+    agent is tested on. Our choice: more voices per sentence took agent 1 further below ridge's
+    error on held-out sentences.
     """
     if not isinstance(cfg, LandmarkTrainConfig):
         cfg = LandmarkTrainConfig.from_dict(cfg) if cfg is not None else LandmarkTrainConfig.preset()
