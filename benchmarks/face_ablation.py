@@ -18,7 +18,7 @@ after ``--steps`` steps; rows are resumable (``outputs/ablation/<row>``). Each i
 validation mouth MSE on the synthetic corpus (from its training log; ``--synthetic`` adds
 :func:`minitalker.train.faces.evaluate_faces`) and on real material
 (:func:`minitalker.face_eval.evaluate_faces_real`: the carphone clip and ``--photos`` unseen photos,
-Grace Hopper first), all with DDIM 10 steps and guidance 1 (the fast defaults). ``--size N`` instead
+Grace Hopper first), all with DDIM 10 steps from pure noise (``strength`` 1) and guidance 1. ``--size N`` instead
 trains and scores one row, the fast preset with ``N``-pixel crops (its corpus rendered at ``N`` px):
 give it the steps that take as long as the 64 px row's (the crop-size comparison at equal training time).
 Writes ``benchmarks/results/face_ablation.json``
@@ -85,7 +85,7 @@ def main() -> None:
     chosen = [size_row(args.size)] if args.size else [r for k, r in enumerate(rows()) if args.rows is None or k in args.rows]
     corpus = None
     if args.size:
-        from minitalker.data.corpus import CorpusConfig, load_corpus
+        from minitalker.data.synthetic import CorpusConfig, load_corpus
 
         corpus = load_corpus(dataclasses.replace(CorpusConfig.fast(), image_size=args.size))
     for name, run in chosen:
@@ -103,7 +103,7 @@ def main() -> None:
         log = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
         row = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
                "val": [r for r in log if "val_mouth_mse" in r][-1],
-               "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos,
+               "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos, strength=1.0,
                                            landmark_model=load_landmark_model(args.landmarks))}
         if args.synthetic:
             synthetic = evaluate_faces(folder / "best", corpus=corpus, clips_per_group=2, steps=10, guidance=1.0, ddpm_frames=1)
