@@ -187,7 +187,8 @@ def make_loss_fn(schedule: NoiseSchedule):
 
 
 def make_eval_fn(bank: FrameBank, schedule: NoiseSchedule, cfg: FaceAgentConfig, n: int = 16, steps: int = 10):
-    """Validation: DDIM-sample ``n`` fixed val frames from the neutral reference; mouth-box MSE.
+    """Validation: DDIM-sample ``n`` fixed val frames from the neutral reference, from pure noise
+    (``strength`` 1: the whole model is scored, the same for every run); mouth-box MSE.
 
     Reports ``val_mouth_mse`` (lower is better: picks the ``best`` checkpoint) and the same for the
     copied reference (the baseline to beat), both in [-1, 1] units.
@@ -208,7 +209,7 @@ def make_eval_fn(bank: FrameBank, schedule: NoiseSchedule, cfg: FaceAgentConfig,
         for key, rows in speakers.items():  # one batch per speaker, with its own reference
             ref_frame, ref_lm = bank.references[key]
             gen[rows] = to_tensor(generate_frames(unet, schedule, ref_frame, ref_lm, bank.landmarks[idx[rows]], cfg,
-                                                  steps=steps, guidance=1.0, progress=False))
+                                                  steps=steps, guidance=1.0, strength=1.0, progress=False))
         return {"val_mouth_mse": mse(gen), "val_mouth_mse_copy_reference": copy_mse}
 
     return eval_fn
