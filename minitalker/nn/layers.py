@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..landmarks.scheme import crop_to_unit
+
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps, Vaswani et al. (2017) section 3.5.
@@ -57,10 +59,10 @@ def cell_centres(h: int, w: int, factor: int, device=None) -> torch.Tensor:
     ``(h f) x (w f)`` image, as (x, y) in the landmark tokens' [-1, 1] convention: ``(h*w, 2)``.
 
     Cell ``j`` covers image pixels ``j f … (j + 1) f - 1``; its centre ``u = j f + (f - 1) / 2`` maps to
-    ``u / (S - 1) * 2 - 1`` like a landmark at pixel ``u`` (:func:`minitalker.face_agent.landmark_tokens_input`).
+    ``u / (S - 1) * 2 - 1`` like a landmark at pixel ``u`` (:func:`minitalker.landmarks.scheme.crop_to_unit`).
     """
     def axis(n):
-        return (torch.arange(n, device=device, dtype=torch.float32) * factor + (factor - 1) / 2) / (n * factor - 1) * 2 - 1
+        return crop_to_unit(torch.arange(n, device=device, dtype=torch.float32) * factor + (factor - 1) / 2, n * factor)
     y, x = torch.meshgrid(axis(h), axis(w), indexing="ij")
     return torch.stack([x, y], -1).reshape(-1, 2)
 

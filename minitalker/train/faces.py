@@ -36,11 +36,11 @@ from minitalker.face_agent import (
     landmark_tokens_input,
     mouth_box_mask,
     sketch,
-    to_tensor,
     warp_reference,
 )
 from minitalker.io import check_kind, load_checkpoint, load_meta, save_checkpoint
 from minitalker.nn.unet import LandmarkUNet, UNetConfig
+from minitalker.pixels import to_tensor
 from minitalker.train.loop import TrainConfig, Trainer, ship_training_log
 
 SHIPPED = DATA_DIR / "checkpoints" / "faces_fast"
