@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from minitalker.config import PresetConfig
+from minitalker.config import PresetConfig, check_choice, check_fraction, check_non_negative
 from minitalker.diffusion.samplers import ddim_sample, ddpm_sample, guided
 from minitalker.diffusion.schedule import NoiseSchedule
 from minitalker.landmarks.draw import rasterise
@@ -69,8 +69,9 @@ class FaceAgentConfig(PresetConfig):
         return cls(guidance_scale=1.5)  # a GPU can afford the second UNet pass of guidance
 
     def __post_init__(self):
-        if self.mask not in ("face", "half"):
-            raise ValueError(f"mask must be 'face' or 'half'; got {self.mask!r}")
+        check_choice(self, "mask", ("face", "half"))
+        check_fraction(self, "mask_margin", "blend", "p_uncond", "p_neutral_reference", "colour_jitter", "colour_match")
+        check_non_negative(self, "mouth_weight", "hue_jitter", "guidance_scale")
 
     @property
     def cond_channels(self) -> int:
