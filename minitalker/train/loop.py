@@ -61,8 +61,8 @@ class TrainConfig(PresetConfig):
     amp: str | None = "bf16"  # autocast dtype on CUDA ("bf16", "fp16" or None); CPU always runs fp32
 
     def __post_init__(self):
-        check_positive(self, "steps", "batch_size", "lr", "log_every")
-        check_non_negative(self, "min_lr", "weight_decay", "warmup_steps")
+        check_positive(self, "batch_size", "lr", "log_every")
+        check_non_negative(self, "steps", "min_lr", "weight_decay", "warmup_steps")  # 0 steps: just the initial weights
         self.check_intervals()
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr {self.min_lr} is above lr {self.lr}: the cosine decays from lr down to min_lr")
