@@ -18,7 +18,7 @@ target's 68 landmarks enter through cross-attention. What the paper leaves open,
   alignment idea); the network must still paint what no photo holds, the inside of the mouth, and
   clean the warp's stretch. ``sketch=True`` adds the target landmarks drawn as lines (1 channel):
   the second route for geometry, for the ablation against cross-attention alone.
-* **Landmark tokens**: crop pixels mapped to [-1, 1] of the crop (``x / (S - 1) * 2 - 1``), so a
+* **Landmark tokens**: crop pixels mapped to [-1, 1] of the crop (``x / (S - 1) * 2 - 1``, ``scheme.crop_to_unit``), so a
   token's position is where it is in the image the UNet draws.
 * **Loss**: v-prediction MSE with min-SNR weighting, and ``mouth_weight`` extra weight on the
   mouth's box (the mouth is ~8% of the pixels but all of the speech).
@@ -34,12 +34,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from minitalker.config import PresetConfig
+from minitalker.config import PresetConfig, check_choice, check_fraction, check_non_negative
 from minitalker.diffusion.samplers import ddim_sample, ddpm_sample, guided
 from minitalker.diffusion.schedule import NoiseSchedule
 from minitalker.landmarks.draw import rasterise
-from minitalker.landmarks.scheme import check_landmarks, denormalise, normalise
+from minitalker.landmarks.scheme import check_landmarks, crop_to_unit, denormalise, normalise
 from minitalker.nn.unet import LandmarkUNet
+from minitalker.pixels import to_tensor, to_uint8
 
 NOSE_TIP = 30  # mask="half": rows below this landmark's y are masked
 FACE_HULL = [*range(1, 16), 29]  # mask="face": jaw from below the ears round the chin, closed over the nose
@@ -68,8 +69,9 @@ class FaceAgentConfig(PresetConfig):
         return cls(guidance_scale=1.5)  # a GPU can afford the second UNet pass of guidance
 
     def __post_init__(self):
-        if self.mask not in ("face", "half"):
-            raise ValueError(f"mask must be 'face' or 'half'; got {self.mask!r}")
+        check_choice(self, "mask", ("face", "half"))
+        check_fraction(self, "mask_margin", "blend", "p_uncond", "p_neutral_reference", "colour_jitter", "colour_match")
+        check_non_negative(self, "mouth_weight", "hue_jitter", "guidance_scale")
 
     @property
     def cond_channels(self) -> int:
@@ -77,24 +79,10 @@ class FaceAgentConfig(PresetConfig):
         return 6 + 3 * self.warp + self.sketch
 
 
-def to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
-    """uint8 ``(B, S, S, 3)`` (or one ``(S, S, 3)``) → float ``(B, 3, S, S)`` in [-1, 1]."""
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 (..., S, S, 3); got {frames.dtype} {frames.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(frames.reshape(-1, *frames.shape[-3:]))).to(device)
-    return x.permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float ``(B, 3, S, S)`` in [-1, 1] → uint8 ``(B, S, S, 3)``."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
 def landmark_tokens_input(landmarks: np.ndarray | torch.Tensor, size: int, device=None) -> torch.Tensor:
-    """Crop pixels ``(B, 68, 2)`` → the UNet's landmark input in [-1, 1]: ``x / (S - 1) * 2 - 1``."""
+    """Crop pixels ``(B, 68, 2)`` → the UNet's landmark input in [-1, 1]: ``x / (S - 1) * 2 - 1`` (:func:`crop_to_unit`)."""
     lm = torch.as_tensor(check_landmarks(np.asarray(landmarks)).reshape(-1, 68, 2), device=device)
-    return lm / (size - 1) * 2 - 1
+    return crop_to_unit(lm, size)
 
 
 def lower_face_mask(landmarks: np.ndarray, size: int, cfg: FaceAgentConfig, soft: bool = False) -> torch.Tensor:

@@ -50,12 +50,12 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from .config import PresetConfig, cache_dir
+from .config import PresetConfig, cache_dir, check_choice, check_positive
 from .data.faces import load_face
 from .diffusion.samplers import ddim_sample, guided
 from .diffusion.schedule import DiffusionConfig, NoiseSchedule
 from .face_agent import FaceAgentConfig, compose, condition, face_masks, landmark_tokens_input, to_tensor, to_uint8
-from .io import load_checkpoint
+from .io import load_checkpoint, model_weights
 from .nn.tokenizer import LandmarkTokenizer
 from .video import aligned_crops
 
@@ -86,8 +86,10 @@ class PretrainedConfig(PresetConfig):
     freeze: str = "all_but_attention"
 
     def __post_init__(self) -> None:
-        if self.freeze not in FREEZE:
-            raise ValueError(f"freeze must be one of {FREEZE}; got {self.freeze!r}")
+        check_choice(self, "freeze", FREEZE)
+        check_positive(self, "image_size", "token_dim", "cond_images")
+        if self.cross_attention_dim is not None:
+            check_positive(self, "cross_attention_dim")
 
     @classmethod
     def fast(cls) -> PretrainedConfig:
@@ -278,8 +280,7 @@ class PretrainedLandmarkUNet(nn.Module):
             raise ValueError(f"{path} was not saved from a PretrainedLandmarkUNet (its model_config is not a "
                              f"PretrainedConfig: {e}); train with model_config=model.cfg.to_dict()") from e
         model = cls.from_pretrained(cfg.model, cfg)
-        prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
-        model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        model.load_state_dict(model_weights(tensors, ema))
         return model
 
 

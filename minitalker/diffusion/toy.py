@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from minitalker.config import PresetConfig
+from minitalker.config import PresetConfig, check_positive
 from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
 
 
@@ -35,6 +35,7 @@ class ToyConfig(PresetConfig):
     def __post_init__(self) -> None:
         if isinstance(self.diffusion, dict):  # from_dict / JSON
             self.diffusion = DiffusionConfig.from_dict(self.diffusion)
+        check_positive(self, "hidden", "blocks", "train_steps", "batch_size", "lr")
 
     @classmethod
     def fast(cls) -> ToyConfig:

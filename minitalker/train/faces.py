@@ -37,11 +37,11 @@ from minitalker.face_agent import (
     landmark_tokens_input,
     mouth_box_mask,
     sketch,
-    to_tensor,
     warp_reference,
 )
-from minitalker.io import check_kind, load_checkpoint, load_meta, save_checkpoint
+from minitalker.io import check_kind, export_weights, load_checkpoint, load_meta, model_weights, save_checkpoint
 from minitalker.nn.unet import LandmarkUNet, UNetConfig
+from minitalker.pixels import to_tensor
 from minitalker.train.loop import TrainConfig, Trainer, ship_training_log
 
 SHIPPED = DATA_DIR / "checkpoints" / "faces_fast"
@@ -184,6 +184,18 @@ def make_eval_fn(bank: FrameBank, schedule: NoiseSchedule, cfg: FaceAgentConfig,
 
 
 @dataclasses.dataclass
+class FaceTrainConfig(TrainConfig):
+    """The shared loop's settings for agent 2 (``full``: :meth:`TrainConfig.full`)."""
+
+    @classmethod
+    def fast(cls) -> "FaceTrainConfig":
+        """~10 img/s on 2 idle CPU cores (1.56 s per step of 16): 2.4k steps take ~1 h, the issue's budget.
+        The learning rate decays only to 1e-4, so a run stopped early is still usable."""
+        return cls(steps=2_400, batch_size=16, lr=5e-4, min_lr=1e-4, warmup_steps=200, ema_decay=0.995,
+                   eval_every=400, ckpt_every=200, log_every=25)
+
+
+@dataclasses.dataclass
 class FaceRun:
     """Everything that defines a face-agent training run (saved with every checkpoint)."""
 
@@ -195,12 +207,8 @@ class FaceRun:
     @classmethod
     def preset(cls, name: str | None = None) -> "FaceRun":
         name = preset_name(name)
-        train = TrainConfig.preset(name)
-        if name == "fast":  # ~10 img/s on 2 idle CPU cores (1.56 s per step of 16): 2.4k steps take ~1 h, the
-            # issue's budget. The learning rate decays only to 1e-4, so a run stopped early is still usable.
-            train = dataclasses.replace(train, steps=2_400, batch_size=16, lr=5e-4, min_lr=1e-4, warmup_steps=200,
-                                        ema_decay=0.995, eval_every=400, ckpt_every=200, log_every=25)
-        return cls(UNetConfig.preset(name), DiffusionConfig.preset(name), FaceAgentConfig.preset(name), train)
+        return cls(UNetConfig.preset(name), DiffusionConfig.preset(name), FaceAgentConfig.preset(name),
+                   FaceTrainConfig.preset(name))
 
     def __post_init__(self):
         check_channels(self.unet, self.agent)
@@ -276,9 +284,7 @@ def load_face_agent(path: str | Path | None = None, device=None, ema: bool = Tru
     unet_cfg, schedule, agent = face_agent_config(path)
     tensors, _ = load_checkpoint(path or SHIPPED, device="cpu")
     unet = LandmarkUNet(unet_cfg)
-    prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
-    state = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
-    unet.load_state_dict(state)
+    unet.load_state_dict(model_weights(tensors, ema))
     unet.eval().requires_grad_(False)
     if device is not None:
         unet.to(device)
@@ -353,7 +359,8 @@ def format_face_results(results: dict) -> str:
 
 def export_face_model(run: str | Path, dest: str | Path = SHIPPED, command: str = "", evaluate: bool | dict = True,
                       which: str = "best") -> dict:
-    """Write ``run/<which>`` as a small fp16 checkpoint (EMA weights) at ``dest`` with its provenance.
+    """Write ``run/<which>`` as a small fp16 checkpoint (EMA weights when kept: :func:`~minitalker.io.export_weights`)
+    at ``dest`` with its provenance.
 
     The JSON records the command, configs, seed, training step and time, the validation metrics and,
     with ``evaluate``, :func:`evaluate_faces` of the fp16 weights we ship (model and baseline; a dict
@@ -361,8 +368,7 @@ def export_face_model(run: str | Path, dest: str | Path = SHIPPED, command: str 
     ``<dest>.metrics.jsonl`` keeps the training log.
     """
     tensors, meta = load_checkpoint(Path(run) / which)
-    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
-    weights = {"ema." + k[len(prefix):]: v.half() for k, v in tensors.items() if k.startswith(prefix)}
+    weights = export_weights(tensors)
     info = {k: meta[k] for k in ("model_config", "train_config", "step", "train_seconds", "corpus", "corpus_preset")}
     info |= {"command": command, "seed": meta["train_config"]["seed"], "val_metrics": meta["metrics"],
              "dtype": "float16", "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
