@@ -258,7 +258,7 @@ def iter_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarr
     differ only where their landmarks differ: the first defence against flicker (and how batches
     join seamlessly). Memory stays bounded for any length; ``progress``: one bar (frames, with an
     ETA) for the whole clip. Outside the mask (:func:`face_masks`) every frame is the reference,
-    pixel for pixel. ``sampler``: "ddim" (``steps`` default from the schedule's config) or "ddpm"
+    pixel for pixel. ``sampler``: "ddim" (``steps`` default from the schedule's ``config.sampling``) or "ddpm"
     (every training step). Every argument is checked before the first batch is sampled.
     """
     from tqdm.auto import tqdm
@@ -307,7 +307,7 @@ def check_sampling(schedule: NoiseSchedule, steps: int | None, guidance: float) 
     T = schedule.num_train_timesteps
     if steps is not None and not 1 <= steps <= T:
         raise ValueError(f"steps {steps} is out of range — give 1 to {T} DDIM steps (this checkpoint was trained "
-                         f"with {T}; {schedule.config.sampling_steps} is its default)")
+                         f"with {T}; {schedule.config.sampling.steps} is its default)")
     if not (np.isfinite(guidance) and guidance >= 0):
         raise ValueError(f"guidance {guidance} is not a finite number ≥ 0 — give e.g. 1 (no guidance, one UNet pass "
                          "per step) or 1.5 (stronger pull toward the landmarks, twice the cost)")

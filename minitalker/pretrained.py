@@ -20,7 +20,7 @@ In latent mode (Stable Diffusion) images are first encoded by the frozen ``Autoe
 (``encode``/``decode``), and diffusion runs on ``c = 4`` latent channels at ``1/8`` of the size.
 The adapter has the call signature of our own :class:`~minitalker.nn.unet.LandmarkUNet`,
 ``forward(x_t, t, cond, landmarks, drop=None)``, so our ``Trainer`` trains it and our
-``ddim_sample`` samples it; :func:`diffusers_ddim_sample` does the same with diffusers'
+``ddim_sample`` samples it; :func:`~minitalker.diffusion.bridge.diffusers_ddim_sample` does the same with diffusers'
 ``DDIMScheduler``, and the two agree to float precision.
 
 Our interpretation where the paper is silent: the token projection is a plain ``Linear``; the
@@ -52,6 +52,7 @@ from torch import nn
 
 from .config import PresetConfig, cache_dir
 from .data.faces import load_face
+from .diffusion.bridge import diffusers_ddim, diffusers_ddim_sample, diffusion_config_from_scheduler
 from .diffusion.samplers import ddim_sample, guided
 from .diffusion.schedule import DiffusionConfig, NoiseSchedule
 from .face_agent import FaceAgentConfig, compose, condition, face_masks, landmark_tokens_input, to_tensor, to_uint8
@@ -354,54 +355,6 @@ def load_diffusers(source: str | os.PathLike, latent: bool = True, dtype: torch.
     return unet, vae, scheduler
 
 
-# -- the noise schedule, ours and diffusers' ------------------------------------------------------
-_BETAS = {"squaredcos_cap_v2": "cosine"}  # diffusers' names -> ours, where they differ
-
-
-def diffusion_config_from_scheduler(scheduler: dict, **overrides) -> DiffusionConfig:
-    """Our :class:`DiffusionConfig` for a diffusers scheduler config (missing keys: SD 1.x's values).
-
-    Stable Diffusion 1.x: 1000 steps, ``scaled_linear`` betas from 0.00085 to 0.012, eps-prediction,
-    no clipping (latents are not confined to [-1, 1]), "leading" spacing with ``steps_offset = 1``.
-    The loss is plain MSE (no Min-SNR weighting) like the pre-training's."""
-    sd = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-              prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-              timestep_spacing="leading")
-    if scheduler.get("trained_betas") is not None:
-        raise ValueError("this checkpoint's scheduler lists explicit trained_betas, which DiffusionConfig cannot hold: "
-                         "use a checkpoint with a named beta_schedule")
-    given = {k: scheduler[k] for k in sd if k in scheduler}
-    given["beta_schedule"] = _BETAS.get(given.get("beta_schedule"), given.get("beta_schedule", sd["beta_schedule"]))
-    return DiffusionConfig(**(sd | given | {"min_snr_gamma": None} | overrides))
-
-
-def diffusers_ddim(cfg: DiffusionConfig) -> DDIMScheduler:
-    """diffusers' ``DDIMScheduler`` for the same schedule as our :class:`NoiseSchedule` of ``cfg``."""
-    names = {v: k for k, v in _BETAS.items()}
-    return DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps,
-                         beta_schedule=names.get(cfg.beta_schedule, cfg.beta_schedule), beta_start=cfg.beta_start,
-                         beta_end=cfg.beta_end, prediction_type=cfg.prediction_type,
-                         clip_sample=cfg.clip_sample, clip_sample_range=cfg.clip_sample_range,
-                         set_alpha_to_one=cfg.set_alpha_to_one, steps_offset=cfg.steps_offset,
-                         timestep_spacing=cfg.timestep_spacing)
-
-
-@torch.no_grad()
-def diffusers_ddim_sample(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scheduler: DDIMScheduler,
-                          x_T: torch.Tensor, steps: int, eta: float = 0.0, generator: torch.Generator | None = None
-                          ) -> torch.Tensor:
-    """Sample with diffusers' scheduler: the loop of every diffusers pipeline. x_T (B, c, h, w) -> (B, c, h, w).
-
-    ``model(x_t, t (B,)) -> prediction`` is the same callable our :func:`~minitalker.diffusion.samplers.ddim_sample`
-    takes; with ``prev_rule="diffusers"`` the two give the same samples."""
-    scheduler.set_timesteps(steps, device=x_T.device)
-    x = x_T * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
-        out = model(x, t.expand(len(x)))  # (B, c, h, w)
-        x = scheduler.step(out, t, x, eta=eta, generator=generator).prev_sample
-    return x
-
-
 # -- training and sampling on the face agent's data ------------------------------------------------
 def make_loss_fn(schedule: NoiseSchedule):
     """``loss_fn(model, batch) -> {"loss"}`` for our ``Trainer``, on the batches of
@@ -446,7 +399,7 @@ def generate_frames(model: PretrainedLandmarkUNet, reference: np.ndarray, ref_la
     if sampler not in ("ours", "diffusers"):
         raise ValueError(f"sampler must be 'ours' or 'diffusers'; got {sampler!r}")
     agent, cfg, S = agent or FaceAgentConfig(), model.diffusion_config, model.cfg.image_size
-    guidance, steps = agent.guidance_scale if guidance is None else guidance, steps or cfg.sampling_steps
+    guidance, steps = agent.guidance_scale if guidance is None else guidance, steps or cfg.sampling.steps
     device = next(model.parameters()).device
     ref = to_tensor(reference, device)  # (1, 3, s, s)
     if ref.shape[-1] != S:  # e.g. a 128 px corpus reference for SD at 256 px: resize, landmarks along

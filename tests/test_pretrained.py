@@ -12,15 +12,13 @@ import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 from torch import nn
 
+from minitalker.diffusion.bridge import diffusers_ddim, diffusers_ddim_sample, diffusion_config_from_scheduler
 from minitalker.diffusion.samplers import ddim_sample
-from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
+from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule, SamplingConfig
 from minitalker.pretrained import (
     ExpandedConvIn,
     PretrainedConfig,
     PretrainedLandmarkUNet,
-    diffusers_ddim,
-    diffusers_ddim_sample,
-    diffusion_config_from_scheduler,
     generate_frames,
     load_diffusers,
     make_loss_fn,
@@ -139,7 +137,8 @@ def test_pixel_mode_needs_no_vae(tmp_path):
 def test_our_ddim_and_diffusers_ddim_give_the_same_samples(tiny, schedule):
     adapter = PretrainedLandmarkUNet.from_pretrained(tiny).eval()
     # SD 1.x's schedule (scaled_linear, eps, leading + offset) and our default (cosine, v, trailing)
-    cfg = adapter.diffusion_config if schedule == "stable_diffusion" else DiffusionConfig(clip_sample=False)
+    ours_cfg = DiffusionConfig(sampling=SamplingConfig(clip_sample=False))
+    cfg = adapter.diffusion_config if schedule == "stable_diffusion" else ours_cfg
     b = fake_batch(2)
     cond = adapter.encode(torch.cat([b["reference"], b["x0"]], 1))
     model = lambda x, t: adapter(x, t, cond, b["landmarks"])  # noqa: E731
@@ -177,7 +176,8 @@ def test_from_pretrained_loads_what_save_pretrained_wrote(tiny):
             if not k.startswith("conv_in.extra.")}
     assert mine.keys() == saved.keys() and all(torch.equal(mine[k], saved[k]) for k in saved)
     assert adapter.diffusion_config == diffusion_config_from_scheduler({})  # scheduler/ of SD 1.x
-    assert adapter.diffusion_config.beta_schedule == "scaled_linear" and adapter.diffusion_config.prediction_type == "epsilon"
+    assert adapter.diffusion_config.schedule.beta_schedule == "scaled_linear"
+    assert adapter.diffusion_config.schedule.prediction_type == "epsilon"
 
 
 def test_the_tiny_default_is_built_once_and_a_finetuned_adapter_reloads_from_its_checkpoint(tmp_path, monkeypatch):
