@@ -157,9 +157,8 @@ def _generate(args) -> None:
     """Everything checkable first (output, arguments, audio, photo, the checkpoint's schedule), then the
     models load, the face is found, and frames are streamed to the video as they are made."""
     from minitalker.audio import audio_warnings, load_audio, n_video_frames
-    from minitalker.face_agent import check_sampling
+    from minitalker.face_agent import check_sampling, face_agent_config
     from minitalker.pipeline import TalkingFacePipeline, load_photo
-    from minitalker.train.faces import face_agent_config
     from minitalker.video import check_output
 
     if args.preset == "full" and args.faces is None:

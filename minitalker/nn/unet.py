@@ -168,6 +168,35 @@ class LandmarkUNet(nn.Module):
         if cfg.channels_last:
             self.to(memory_format=torch.channels_last)
 
+    # -- the denoiser interface of minitalker.face_agent (shared with pretrained.PretrainedLandmarkUNet) ----
+    @property
+    def image_size(self) -> int:
+        """Side S of the square frames it makes."""
+        return self.cfg.image_size
+
+    @property
+    def channels(self) -> int:
+        """Channels c of the space diffusion runs in: the image's own (pixels)."""
+        return self.cfg.in_channels
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the space diffusion runs in: the image's (pixels)."""
+        return self.cfg.image_size
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of the posed condition, in pixels (before :meth:`encode`)."""
+        return self.cfg.cond_channels
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Identity: this UNet diffuses pixels. (B, k, H, W) -> the same."""
+        return images
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Identity: the sample is the image. (B, 3, H, W) -> the same (not clamped: compositing comes first)."""
+        return z
+
     def check_inputs(self, x_t, t, cond, landmarks):
         """Raise ValueError naming the argument whose shape does not fit the config; return t as (B,)."""
         cfg, B = self.cfg, len(x_t)

@@ -25,26 +25,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minitalker.config import DATA_DIR, preset_name
+from minitalker.config import preset_name
 from minitalker.data.corpus import Corpus
 from minitalker.data.synthetic import load_corpus
 from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
 from minitalker.face_agent import (
+    SHIPPED,
     FaceAgentConfig,
-    condition,
+    check_channels,
     face_masks,
     generate_frames,
     landmark_tokens_input,
+    load_face_agent,
+    make_loss_fn,
     mouth_box_mask,
     sketch,
     warp_reference,
 )
-from minitalker.io import check_kind, export_weights, load_checkpoint, load_meta, model_weights, save_checkpoint
+from minitalker.io import export_weights, load_checkpoint, save_checkpoint
 from minitalker.nn.unet import LandmarkUNet, UNetConfig
 from minitalker.pixels import to_tensor
 from minitalker.train.loop import TrainConfig, Trainer, ship_training_log
-
-SHIPPED = DATA_DIR / "checkpoints" / "faces_fast"
 
 
 class FrameBank:
@@ -137,24 +138,6 @@ def make_batch_fn(bank: FrameBank, cfg: FaceAgentConfig, n_timesteps: int):
     return batch_fn
 
 
-def pose(b: dict[str, torch.Tensor]) -> torch.Tensor:
-    """A training batch's ``cond``: the reference, the target with the mask's area hidden, [warp], [sketch]."""
-    return condition(b["reference"], b["x0"], b["mask"], b.get("warped"), b.get("sketch"))
-
-
-def make_loss_fn(schedule: NoiseSchedule):
-    """``loss_fn(unet, batch) -> {"loss"}``: DDPM's L_simple on v, min-SNR and mouth weighted."""
-
-    def loss_fn(unet, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        t = b["t"]
-        x_t = schedule.q_sample(b["x0"], t, b["noise"])  # (B, 3, S, S)
-        out = unet(x_t, t, pose(b), b["landmarks"], drop=b["drop"])
-        loss = schedule.diffusion_loss(out, b["x0"], b["noise"], t, schedule.config.min_snr_gamma, b["weight"])
-        return {"loss": loss}
-
-    return loss_fn
-
-
 def make_eval_fn(bank: FrameBank, schedule: NoiseSchedule, cfg: FaceAgentConfig, n: int = 16, steps: int = 10):
     """Validation: DDIM-sample ``n`` fixed val frames from the neutral reference; mouth-box MSE.
 
@@ -211,22 +194,10 @@ class FaceRun:
                    FaceTrainConfig.preset(name))
 
     def __post_init__(self):
-        check_channels(self.unet, self.agent)
+        check_channels(self.unet.cond_channels, self.agent)
 
     def model_config(self) -> dict:
         return {"unet": self.unet.to_dict(), "diffusion": self.diffusion.to_dict(), "agent": self.agent.to_dict()}
-
-
-def check_channels(unet: UNetConfig, agent: FaceAgentConfig) -> None:
-    """Raise ValueError unless the UNet takes as many condition channels as the agent's posing makes."""
-    if unet.cond_channels != agent.cond_channels:
-        raise ValueError(f"the UNet takes {unet.cond_channels} condition channels but the agent config makes "
-                         f"{agent.cond_channels} (warp={agent.warp}, sketch={agent.sketch}): set "
-                         f"UNetConfig(cond_channels={agent.cond_channels})")
-
-
-#: What a checkpoint saved before a config field existed was trained with (the earlier layout).
-EARLIER_LAYOUT = {"unet": {"grounded": False}, "agent": {"mask": "half", "warp": False, "sketch": False, "hue_jitter": 0.0}}
 
 
 def train_faces(preset: str | None = None, out: str | Path | None = None, resume: bool = True,
@@ -262,33 +233,6 @@ def train_faces(preset: str | None = None, out: str | Path | None = None, resume
     trainer.fit(resume=resume, stop_at=stop_at)
     print(f"trained to step {trainer.step} in {time.time() - t0:.0f} s; metrics {trainer.metrics}")
     return trainer
-
-
-def face_agent_config(path: str | Path | None = None) -> tuple[UNetConfig, NoiseSchedule, FaceAgentConfig]:
-    """A face checkpoint's configs (UNet, noise schedule, agent) from its JSON alone, no tensor read: what
-    arguments are checked against before the model loads. A checkpoint of the earlier layout (no
-    ``grounded``/``mask``/``warp``/``sketch`` fields) reads as what it is."""
-    meta = load_meta(path or SHIPPED)
-    check_kind(path or SHIPPED, meta, "faces")
-    mc = {k: EARLIER_LAYOUT.get(k, {}) | v for k, v in meta["model_config"].items()}
-    unet_cfg, agent = UNetConfig.from_dict(mc["unet"]), FaceAgentConfig.from_dict(mc["agent"])
-    check_channels(unet_cfg, agent)
-    return unet_cfg, NoiseSchedule(DiffusionConfig.from_dict(mc["diffusion"])), agent
-
-
-def load_face_agent(path: str | Path | None = None, device=None, ema: bool = True):
-    """Load a face checkpoint (``best``/``last`` of a run, or the shipped one) → (unet, schedule, agent cfg).
-
-    Tensors are read from safetensors (no unpickling); the configs from the JSON beside them (:func:`face_agent_config`).
-    """
-    unet_cfg, schedule, agent = face_agent_config(path)
-    tensors, _ = load_checkpoint(path or SHIPPED, device="cpu")
-    unet = LandmarkUNet(unet_cfg)
-    unet.load_state_dict(model_weights(tensors, ema))
-    unet.eval().requires_grad_(False)
-    if device is not None:
-        unet.to(device)
-    return unet, schedule, agent
 
 
 def evaluate_faces(checkpoint: str | Path | None = None, corpus: Corpus | str | None = None, clips_per_group: int = 4,
