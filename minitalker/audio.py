@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minitalker.config import PresetConfig
+from minitalker.config import PresetConfig, check_non_negative, check_positive
 
 SAMPLE_RATE = 16000  # Hz, mono
 FPS = 25  # video frames per second
@@ -47,6 +47,17 @@ class AudioConfig(PresetConfig):
     silence_rms: float = 1e-4  # frames quieter than this (-80 dBFS) are silence whatever the rest does
     log_floor: float = 1e-6  # mel power floor before the log: ~70 dB below loud speech bins; hides room noise
     lifter: int = 0  # > 0: keep only the spectral envelope, the first `lifter` cepstral coefficients (see log_mel)
+
+    def __post_init__(self):
+        check_positive(self, "sample_rate", "n_mels", "hop_ms", "win_ms", "fmax", "window", "target_rms", "gate_db",
+                       "silence_rms", "log_floor")
+        check_non_negative(self, "fmin", "lifter")
+        if not self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"AudioConfig needs fmin < fmax ≤ sample_rate / 2 (Nyquist, {self.sample_rate / 2:g} Hz); "
+                             f"got fmin={self.fmin}, fmax={self.fmax}")
+        if self.lifter > self.n_mels:
+            raise ValueError(f"lifter {self.lifter} keeps more cepstral coefficients than the {self.n_mels} mel bins "
+                             "hold: give 0 (off) or at most n_mels")
 
     @property
     def hop_length(self) -> int:

@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     data = sub.add_parser("data", help="build the built-in corpus or import real recordings")
     data_cmds = data.add_subparsers(dest="data_command", required=True)
-    train = sub.add_parser("train", help="train agent 1 (landmarks) or agent 2 (faces)")
+    train = sub.add_parser("train", help="train agent 1 (landmarks), agent 2 (faces) or the metrics' landmark regressor")
     train_cmds = train.add_subparsers(dest="train_command", required=True)
     evaluate = sub.add_parser("evaluate", help="metrics and baselines for either agent")
     evaluate_cmds = evaluate.add_subparsers(dest="evaluate_command", required=True)
@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="stop at this step (default: the preset's schedule length)")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming from <out>/last")
     p.set_defaults(func=_train_faces)
+    p = train_cmds.add_parser("regressor", help="train the landmark regressor that measures landmarks on small frames "
+                                                "for the metrics (true corpus frames only)")
+    p.add_argument("--preset", choices=("fast", "full"), help="corpus and model preset (default: $MINITALKER_PRESET)")
+    p.add_argument("--size", type=int, help="crop side of the corpus (default: the preset's)")
+    p.add_argument("--steps", type=int, help="training steps (default: the preset's, 1200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="checkpoint path without suffix (default: data/checkpoints/landmark_regressor_fast)")
+    p.set_defaults(func=_train_regressor)
     p = sub.add_parser("generate", help="any speech + any face photo -> a talking-face mp4 with the sound, at the "
                                         "photo's resolution (the generated face pasted back; at most 1024 px a side)")
     p.add_argument("--audio", required=True, help="speech: wav/flac/mp3 or a video's sound track")
@@ -151,9 +159,8 @@ def _generate(args) -> None:
     """Everything checkable first (output, arguments, audio, photo, the checkpoint's schedule), then the
     models load, the face is found, and frames are streamed to the video as they are made."""
     from minitalker.audio import audio_warnings, load_audio, n_video_frames
-    from minitalker.face_agent import check_sampling
+    from minitalker.face_agent import check_sampling, face_agent_config
     from minitalker.pipeline import TalkingFacePipeline, load_photo
-    from minitalker.train.faces import face_agent_config
     from minitalker.video import check_output
 
     if args.preset == "full" and args.faces is None:
@@ -214,6 +221,20 @@ def _train_faces(args) -> None:
     from minitalker.train.faces import train_faces
 
     train_faces(args.preset, args.out, resume=not args.fresh, stop_at=args.steps)
+
+
+def _train_regressor(args) -> None:
+    import shlex
+
+    from minitalker.nn.landmark_regressor import CHECKPOINT
+    from minitalker.train.landmark_regressor import train_and_save_regressor
+
+    out = args.out or CHECKPOINT
+    report = train_and_save_regressor(args.preset, args.size, args.steps, args.seed, out,
+                                      command=shlex.join(["minitalker", *sys.argv[1:]]))
+    for k, v in report.items():
+        print(f"{k:24s} {v:.4f}")
+    print("wrote", out)
 
 
 def _evaluate_faces(args) -> None:

@@ -6,7 +6,9 @@ Every component has a dataclass config with two presets:
 * ``full``: the sizes one would use on a GPU.
 
 The preset is chosen by the ``MINITALKER_PRESET`` environment variable; when it is unset we pick
-``full`` if a CUDA GPU is present and ``fast`` otherwise.
+``full`` if a CUDA GPU is present and ``fast`` otherwise. Every config checks its fields in
+``__post_init__`` (with the ``check_*`` helpers below), so a bad value fails where it is given,
+with a message that says what to give instead, not deep inside a training run.
 """
 
 from __future__ import annotations
@@ -73,3 +75,34 @@ class PresetConfig:
         if unknown:
             raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}: was this saved by another version?")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def check_positive(cfg: Any, *names: str) -> None:
+    """Raise ValueError unless each named field of ``cfg`` is > 0."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not value > 0:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be > 0; got {value!r}")
+
+
+def check_non_negative(cfg: Any, *names: str) -> None:
+    """Raise ValueError unless each named field of ``cfg`` is ≥ 0 (0 turns the thing off)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not value >= 0:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be ≥ 0 (0 turns it off); got {value!r}")
+
+
+def check_fraction(cfg: Any, *names: str) -> None:
+    """Raise ValueError unless each named field of ``cfg`` is a probability or fraction in [0, 1]."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not 0 <= value <= 1:
+            raise ValueError(f"{type(cfg).__name__}.{name} is a fraction: give a number in [0, 1]; got {value!r}")
+
+
+def check_choice(cfg: Any, name: str, choices: tuple) -> None:
+    """Raise ValueError unless field ``name`` of ``cfg`` is one of ``choices``."""
+    value = getattr(cfg, name)
+    if value not in choices:
+        raise ValueError(f"{type(cfg).__name__}.{name} must be one of {choices}; got {value!r}")

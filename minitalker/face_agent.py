@@ -18,7 +18,7 @@ target's 68 landmarks enter through cross-attention. What the paper leaves open,
   alignment idea); the network must still paint what no photo holds, the inside of the mouth, and
   clean the warp's stretch. ``sketch=True`` adds the target landmarks drawn as lines (1 channel):
   the second route for geometry, for the ablation against cross-attention alone.
-* **Landmark tokens**: crop pixels mapped to [-1, 1] of the crop (``x / (S - 1) * 2 - 1``), so a
+* **Landmark tokens**: crop pixels mapped to [-1, 1] of the crop (``x / (S - 1) * 2 - 1``, ``scheme.crop_to_unit``), so a
   token's position is where it is in the image the UNet draws.
 * **Loss**: v-prediction MSE with min-SNR weighting, and ``mouth_weight`` extra weight on the
   mouth's box (the mouth is ~8% of the pixels but all of the speech).
@@ -30,26 +30,38 @@ target's 68 landmarks enter through cross-attention. What the paper leaves open,
   give (the inside of the mouth, the stretch). The paper samples from pure noise (``strength=1``);
   starting from the warp follows the landmarks more closely on real photos, at 6 UNet passes a
   frame instead of 10 (docs/design_notes.md has the measurement).
+
+The posing, the loss and the sampler work on any :class:`Denoiser`: our :class:`LandmarkUNet` (pixels)
+or a pre-trained diffusers UNet behind :class:`minitalker.pretrained.PretrainedLandmarkUNet` (VAE latents).
+:func:`load_face_agent` reads one of our checkpoints back: UNet, noise schedule, posing config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from minitalker.config import PresetConfig
+from minitalker.config import DATA_DIR, PresetConfig, check_choice, check_fraction, check_non_negative
 from minitalker.diffusion.samplers import ddim_sample, ddpm_sample, guided
-from minitalker.diffusion.schedule import NoiseSchedule
+from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
+from minitalker.io import check_kind, load_checkpoint, load_meta, model_weights
 from minitalker.landmarks.draw import rasterise
-from minitalker.landmarks.scheme import check_landmarks, denormalise, normalise
-from minitalker.nn.unet import LandmarkUNet
+from minitalker.landmarks.scheme import check_landmarks, crop_to_unit, denormalise, normalise
+from minitalker.nn.unet import LandmarkUNet, UNetConfig
+from minitalker.pixels import to_tensor, to_uint8
 
 NOSE_TIP = 30  # mask="half": rows below this landmark's y are masked
 FACE_HULL = [*range(1, 16), 29]  # mask="face": jaw from below the ears round the chin, closed over the nose
 FOLD_LIMIT = 0.15  # largest fraction of the face's area the warp may fold (noisy real tracks: up to ~4%)
+SHIPPED = DATA_DIR / "checkpoints" / "faces_fast"
+SAMPLERS = ("ddim", "ddpm", "diffusers")
 
 
 @dataclass
@@ -76,12 +88,12 @@ class FaceAgentConfig(PresetConfig):
         return cls(guidance_scale=1.5)  # a GPU can afford the second UNet pass of guidance
 
     def __post_init__(self):
-        if self.mask not in ("face", "half"):
-            raise ValueError(f"mask must be 'face' or 'half'; got {self.mask!r}")
+        check_choice(self, "mask", ("face", "half"))
+        check_fraction(self, "mask_margin", "blend", "p_uncond", "p_neutral_reference", "colour_jitter", "colour_match",
+                       "p_reshape")
+        check_non_negative(self, "mouth_weight", "hue_jitter", "guidance_scale")
         if not 0 < self.strength <= 1:
             raise ValueError(f"strength must be in (0, 1] (1 = sample from pure noise); got {self.strength}")
-        if not 0 <= self.p_reshape <= 1:
-            raise ValueError(f"p_reshape must be a probability in [0, 1]; got {self.p_reshape}")
 
     @property
     def cond_channels(self) -> int:
@@ -89,24 +101,44 @@ class FaceAgentConfig(PresetConfig):
         return 6 + 3 * self.warp + self.sketch
 
 
-def to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
-    """uint8 ``(B, S, S, 3)`` (or one ``(S, S, 3)``) → float ``(B, 3, S, S)`` in [-1, 1]."""
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 (..., S, S, 3); got {frames.dtype} {frames.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(frames.reshape(-1, *frames.shape[-3:]))).to(device)
-    return x.permute(0, 3, 1, 2).float() / 127.5 - 1
+class Denoiser(Protocol):
+    """What the face agent needs of a denoising network: :class:`LandmarkUNet` and
+    :class:`minitalker.pretrained.PretrainedLandmarkUNet` both have it.
+
+    Diffusion runs in a space of ``channels`` x ``latent_size``² (pixels: 3 x S²; SD's VAE: 4 x (S/8)²);
+    ``encode``/``decode`` go there and back (identity for a pixel model). The posed condition has
+    ``cond_channels`` channels in pixels, before ``encode``.
+    """
+
+    image_size: int  # S, the side of the frames it makes
+    channels: int
+    latent_size: int
+    cond_channels: int
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3k, S, S) in [-1, 1], k stacked images -> (B, c·k, h, h)."""
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, c, h, h) -> (B, 3, S, S) images."""
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, landmarks: torch.Tensor | None,
+                 drop: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t (B, c, h, h), t (B,), cond (B, encoded cond, h, h), landmarks (B, 68, 2) in [-1, 1] -> (B, c, h, h)."""
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float ``(B, 3, S, S)`` in [-1, 1] → uint8 ``(B, S, S, 3)``."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+def check_channels(model_channels: int, agent: FaceAgentConfig) -> None:
+    """Raise ValueError unless a denoiser reading ``model_channels`` condition channels gets as many from the posing."""
+    if model_channels != agent.cond_channels:
+        raise ValueError(f"the denoiser reads {model_channels} condition channels but the agent config makes "
+                         f"{agent.cond_channels} (warp={agent.warp}, sketch={agent.sketch}): set "
+                         f"UNetConfig(cond_channels={agent.cond_channels}), or pose with a FaceAgentConfig that makes "
+                         f"{model_channels} (a pretrained adapter reads reference + masked target: warp=False, sketch=False)")
 
 
 def landmark_tokens_input(landmarks: np.ndarray | torch.Tensor, size: int, device=None) -> torch.Tensor:
-    """Crop pixels ``(B, 68, 2)`` → the UNet's landmark input in [-1, 1]: ``x / (S - 1) * 2 - 1``."""
+    """Crop pixels ``(B, 68, 2)`` → the UNet's landmark input in [-1, 1]: ``x / (S - 1) * 2 - 1`` (:func:`crop_to_unit`)."""
     lm = torch.as_tensor(check_landmarks(np.asarray(landmarks)).reshape(-1, 68, 2), device=device)
-    return lm / (size - 1) * 2 - 1
+    return crop_to_unit(lm, size)
 
 
 def lower_face_mask(landmarks: np.ndarray, size: int, cfg: FaceAgentConfig, soft: bool = False) -> torch.Tensor:
@@ -248,7 +280,20 @@ def check_warp(ref_landmarks: np.ndarray, landmarks: np.ndarray, size: int, limi
                          "tangled; use a photo that faces the camera")
 
 
-def generate_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarray, ref_landmarks: np.ndarray,
+def resize_crop(reference: np.ndarray, ref_landmarks: np.ndarray, landmarks: np.ndarray,
+                size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A reference crop ``(s, s, 3)`` uint8 resized to ``(size, size, 3)``, with its landmarks ``(68, 2)`` and
+    the targets' ``(T, 68, 2)`` moved along: ``(x + 0.5) k - 0.5`` with ``k = size / s`` (pixel centres).
+
+    E.g. a 128 px corpus reference for Stable Diffusion at 256 px (bilinear, antialiased); unchanged at ``size``."""
+    if reference.shape[0] == size:
+        return reference, np.asarray(ref_landmarks, np.float32), np.asarray(landmarks, np.float32)
+    k = size / reference.shape[0]
+    ref = F.interpolate(to_tensor(reference), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return to_uint8(ref)[0], *((np.asarray(a, np.float32) + 0.5) * k - 0.5 for a in (ref_landmarks, landmarks))
+
+
+def generate_frames(unet: Denoiser, schedule: NoiseSchedule, reference: np.ndarray, ref_landmarks: np.ndarray,
                     landmarks: np.ndarray, cfg: FaceAgentConfig | None = None, steps: int | None = None,
                     guidance: float | None = None, sampler: str = "ddim", seed: int = 0, batch_size: int = 32,
                     progress: bool = True, strength: float | None = None) -> np.ndarray:
@@ -260,7 +305,7 @@ def generate_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.n
 
 
 @torch.no_grad()
-def iter_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarray, ref_landmarks: np.ndarray,
+def iter_frames(unet: Denoiser, schedule: NoiseSchedule, reference: np.ndarray, ref_landmarks: np.ndarray,
                 landmarks: np.ndarray, cfg: FaceAgentConfig | None = None, steps: int | None = None,
                 guidance: float | None = None, sampler: str = "ddim", seed: int = 0, batch_size: int = 32,
                 progress: bool = True, strength: float | None = None) -> Iterator[np.ndarray]:
@@ -270,9 +315,11 @@ def iter_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarr
     differ only where their landmarks differ: the first defence against flicker (and how batches
     join seamlessly). Memory stays bounded for any length; ``progress``: one bar (frames, with an
     ETA) for the whole clip. Outside the mask (:func:`face_masks`) every frame is the reference,
-    pixel for pixel. ``sampler``: "ddim" (``steps`` default from the schedule's config; ``strength``
-    default from ``cfg``: with the warp, start from it, see :func:`ddim_sample`'s ``init``) or "ddpm"
-    (every training step, from noise). Every argument is checked before the first batch is sampled.
+    pixel for pixel. ``sampler``: "ddim" (``steps`` default from the schedule's ``config.sampling``;
+    ``strength`` default from ``cfg``: with the warp, start from it, see :func:`ddim_sample`'s ``init``),
+    "ddpm" (every training step, from noise) or "diffusers" (diffusers' ``DDIMScheduler`` on the same
+    schedule, from noise, :mod:`minitalker.diffusion.bridge`). The condition and the sample live in the
+    denoiser's space (``encode``/``decode``). Every argument is checked before the first batch is sampled.
     """
     from tqdm.auto import tqdm
 
@@ -280,18 +327,20 @@ def iter_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarr
     guidance = cfg.guidance_scale if guidance is None else guidance
     strength = cfg.strength if strength is None else strength
     device = next(unet.parameters()).device
-    size = unet.cfg.image_size
+    size = unet.image_size
     if reference.shape[:2] != (size, size):
         raise ValueError(f"reference is {reference.shape[:2]} but this model makes {size}x{size} frames: "
-                         "crop the face to that size first (video.aligned_crops)")
-    if sampler not in ("ddim", "ddpm"):
-        raise ValueError(f"sampler must be 'ddim' or 'ddpm'; got {sampler!r}")
+                         "crop the face to that size first (video.aligned_crops, or resize_crop)")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}; got {sampler!r}")
     check_sampling(schedule, steps, guidance, strength)
+    check_channels(unet.cond_channels, cfg)
     lm = check_landmarks(landmarks, "landmarks").reshape(-1, 68, 2)
     ref = to_tensor(reference, device)  # (1, 3, S, S)
     if cfg.warp:
         check_warp(ref_landmarks, lm, size)
-    x_T = torch.randn((1, 3, size, size), generator=torch.Generator().manual_seed(seed)).to(device)
+    h = unet.latent_size
+    x_T = torch.randn((1, unet.channels, h, h), generator=torch.Generator().manual_seed(seed)).to(device)
     with tqdm(total=len(lm), desc="agent 2", unit="frame", disable=not progress) as bar:
         for i in range(0, len(lm), batch_size):
             chunk = lm[i:i + batch_size]  # (b, 68, 2)
@@ -301,15 +350,22 @@ def iter_frames(unet: LandmarkUNet, schedule: NoiseSchedule, reference: np.ndarr
             warped = to_tensor(warp_reference(reference, ref_landmarks, chunk), device) if cfg.warp else None
             lines = sketch(chunk, size, device) if cfg.sketch else None
             keep = torch.zeros(b, dtype=torch.bool, device=device)
-            cond = {"cond": condition(refs, refs, hard, warped, lines),  # the upper face is the reference's
+            cond = {"cond": unet.encode(condition(refs, refs, hard, warped, lines)),  # the upper face is the reference's
                     "landmarks": landmark_tokens_input(chunk, size, device), "drop": keep}
             model = guided(unet, cond, cond | {"drop": ~keep}, guidance)  # null branch: the learned null tokens
             if sampler == "ddim":
-                x0 = ddim_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), steps=steps, progress=False,
-                                 init=warped if cfg.warp and strength < 1 else None, strength=strength)
+                init = unet.encode(warped) if cfg.warp and strength < 1 else None  # SDEdit: from the noised warp
+                z = ddim_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), steps=steps, progress=False,
+                                init=init, strength=strength)
+            elif sampler == "ddpm":
+                z = ddpm_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), progress=False,
+                                generator=torch.Generator(device).manual_seed(seed))
             else:
-                x0 = ddpm_sample(model, schedule, x_T.expand(b, -1, -1, -1).clone(), progress=False,
-                                 generator=torch.Generator(device).manual_seed(seed))
+                from minitalker.diffusion.bridge import diffusers_ddim, diffusers_ddim_sample
+
+                z = diffusers_ddim_sample(model, diffusers_ddim(schedule.config), x_T.expand(b, -1, -1, -1),
+                                          steps or schedule.config.sampling.steps)
+            x0 = unet.decode(z)  # (b, 3, S, S)
             if cfg.warp and cfg.colour_match > 0:
                 x0 = match_colour(x0, warped, chunk, soft, cfg.colour_match * size)
             bar.update(b)
@@ -322,10 +378,77 @@ def check_sampling(schedule: NoiseSchedule, steps: int | None, guidance: float, 
     T = schedule.num_train_timesteps
     if steps is not None and not 1 <= steps <= T:
         raise ValueError(f"steps {steps} is out of range — give 1 to {T} DDIM steps (this checkpoint was trained "
-                         f"with {T}; {schedule.config.sampling_steps} is its default)")
+                         f"with {T}; {schedule.config.sampling.steps} is its default)")
     if not (np.isfinite(guidance) and guidance >= 0):
         raise ValueError(f"guidance {guidance} is not a finite number ≥ 0 — give e.g. 1 (no guidance, one UNet pass "
                          "per step) or 1.5 (stronger pull toward the landmarks, twice the cost)")
     if not (np.isfinite(strength) and 0 < strength <= 1):
         raise ValueError(f"strength {strength} is not in (0, 1] — give e.g. 0.6 (start from the warped photo, 60% of "
                          "the steps) or 1 (start from pure noise)")
+
+
+# -- training ---------------------------------------------------------------------------------------
+def pose(b: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A training batch's ``cond`` in pixels: the reference, the target with the mask's area hidden, [warp], [sketch]."""
+    return condition(b["reference"], b["x0"], b["mask"], b.get("warped"), b.get("sketch"))
+
+
+def make_loss_fn(schedule: NoiseSchedule):
+    """``loss_fn(model, batch) -> {"loss"}`` for the Trainer, for any :class:`Denoiser`: DDPM's L_simple
+    on the schedule's target (v for ours, eps for SD 1.x), min-SNR weighted (``config.min_snr_gamma``)
+    and mouth weighted, in the space the model diffuses in.
+
+    ``batch``: :func:`minitalker.train.faces.make_batch_fn`'s. Images of another size than the model's are
+    resized (Stable Diffusion at 256 px trains on 128 px corpus frames: at 128 px its VAE would leave the
+    mouth 2-3 latent pixels). ``x0`` and the condition go through ``encode`` (identity for pixels); then
+    the weight map is average-pooled to the latent size and the latent noise drawn here (the batch's is
+    pixel-sized).
+    """
+
+    def loss_fn(model: nn.Module, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        S = core.image_size
+        if b["x0"].shape[-1] != S:
+            b = b | {k: F.interpolate(b[k], size=(S, S), mode="bilinear", align_corners=False, antialias=True)
+                     for k in ("x0", "reference", "mask", "weight", "warped", "sketch") if k in b}
+        x0 = core.encode(b["x0"])  # (B, c, h, w)
+        cond = core.encode(pose(b))  # (B, encoded cond channels, h, w)
+        noise = b["noise"] if b["noise"].shape == x0.shape else torch.randn_like(x0)
+        weight = b["weight"] if b["weight"].shape[-2:] == x0.shape[-2:] else F.adaptive_avg_pool2d(b["weight"], x0.shape[-2:])
+        out = model(schedule.q_sample(x0, b["t"], noise), b["t"], cond, b["landmarks"], drop=b["drop"])
+        return {"loss": schedule.diffusion_loss(out, x0, noise, b["t"], schedule.config.min_snr_gamma, weight)}
+
+    return loss_fn
+
+
+# -- loading ----------------------------------------------------------------------------------------
+#: What a checkpoint saved before a config field existed was trained with (the earlier layout).
+EARLIER_LAYOUT = {"unet": {"grounded": False}, "agent": {"mask": "half", "warp": False, "sketch": False, "hue_jitter": 0.0}}
+
+
+def face_agent_config(path: str | Path | None = None) -> tuple[UNetConfig, NoiseSchedule, FaceAgentConfig]:
+    """A face checkpoint's configs (UNet, noise schedule, agent) from its JSON alone, no tensor read: what
+    arguments are checked against before the model loads. A checkpoint of the earlier layout (no
+    ``grounded``/``mask``/``warp``/``sketch`` fields, a flat ``diffusion`` dict) reads as what it is."""
+    meta = load_meta(path or SHIPPED)
+    check_kind(path or SHIPPED, meta, "faces")
+    mc = {k: EARLIER_LAYOUT.get(k, {}) | v for k, v in meta["model_config"].items()}
+    unet_cfg, agent = UNetConfig.from_dict(mc["unet"]), FaceAgentConfig.from_dict(mc["agent"])
+    check_channels(unet_cfg.cond_channels, agent)
+    return unet_cfg, NoiseSchedule(DiffusionConfig.from_dict(mc["diffusion"])), agent
+
+
+def load_face_agent(path: str | Path | None = None, device=None, ema: bool = True
+                    ) -> tuple[LandmarkUNet, NoiseSchedule, FaceAgentConfig]:
+    """Load a face checkpoint (``best``/``last`` of a run, or the shipped one) → (unet, schedule, agent cfg).
+
+    Tensors are read from safetensors (no unpickling); the configs from the JSON beside them (:func:`face_agent_config`).
+    """
+    unet_cfg, schedule, agent = face_agent_config(path)
+    tensors, _ = load_checkpoint(path or SHIPPED, device="cpu")
+    unet = LandmarkUNet(unet_cfg)
+    unet.load_state_dict(model_weights(tensors, ema))
+    unet.eval().requires_grad_(False)
+    if device is not None:
+        unet.to(device)
+    return unet, schedule, agent

@@ -420,8 +420,8 @@ def evaluate_faces_real(checkpoint: str | os.PathLike | None = None, n_frames: i
     """Agent 2 on real material: :func:`carphone_reenactment` and :func:`unseen_photos` (default
     :func:`real_photos`, driven by the shipped agent 1 from :func:`arctic_audio`) for one checkpoint.
     ``strength``: where sampling starts (default: the checkpoint's, see :class:`FaceAgentConfig`)."""
+    from minitalker.face_agent import load_face_agent
     from minitalker.nn.landmark_transformer import load_landmark_model
-    from minitalker.train.faces import load_face_agent
 
     unet, schedule, agent = load_face_agent(checkpoint)
     agent = agent if strength is None else dataclasses.replace(agent, strength=strength)

@@ -3,6 +3,11 @@
 Anything we write (corpus shards, videos, checkpoints) goes to a temporary name in the same folder
 and is renamed into place only when complete, so an interrupted run never leaves a file that looks
 finished. Checkpoints never unpickle: tensors live in ``.safetensors``, everything else in JSON.
+
+One key convention for every model's weights: ``model.<name>`` are the trained weights and
+``ema.<name>`` their exponential moving average, when training keeps one (a trainer's ``last`` also
+holds ``optim.*`` and ``trainer.step``). An exported checkpoint keeps one copy, in fp16, under its
+own prefix (:func:`export_weights`); every loader takes the copy to run through :func:`model_weights`.
 """
 
 from __future__ import annotations
@@ -100,6 +105,33 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         return load_file(str(st_path), device=str(device)), meta
     except SafetensorError as e:
         raise _damaged(st_path, e) from None
+
+
+def weights_prefix(tensors: dict[str, torch.Tensor], ema: bool = True) -> str:
+    """Which copy of the weights to run: ``"ema."`` when the checkpoint holds one (and ``ema``), else ``"model."``.
+
+    The EMA average is smoother than the last optimiser step, so it is what we evaluate and ship."""
+    if ema and any(k.startswith("ema.") for k in tensors):
+        return "ema."
+    if not any(k.startswith("model.") for k in tensors):
+        raise ValueError("this checkpoint holds no model.* or ema.* weights (an older export?) — export or train "
+                         "it again with this version")
+    return "model."
+
+
+def model_weights(tensors: dict[str, torch.Tensor], ema: bool = True) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors → the ``state_dict`` to load: the copy :func:`weights_prefix` picks, prefix
+    stripped, floating tensors in fp32 (exports are fp16; integer buffers stay as they are)."""
+    prefix = weights_prefix(tensors, ema)
+    return {k[len(prefix):]: v.float() if v.is_floating_point() else v for k, v in tensors.items()
+            if k.startswith(prefix)}
+
+
+def export_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A run's checkpoint tensors → what we ship: the copy :func:`weights_prefix` picks, under its own
+    prefix, floating tensors in fp16 (half the size; the models run the same within their metrics' noise)."""
+    prefix = weights_prefix(tensors)
+    return {k: v.half() if v.is_floating_point() else v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 AGENTS = {"landmarks": ("agent 1 (landmarks)", "--landmarks", "minitalker train landmarks"),

@@ -28,11 +28,10 @@ import torch.nn.functional as F
 
 from minitalker.audio import FPS, SAMPLE_RATE, load_audio
 from minitalker.config import default_device
-from minitalker.face_agent import check_sampling, face_masks, iter_frames
+from minitalker.face_agent import check_sampling, face_masks, iter_frames, load_face_agent
 from minitalker.landmarks.detect import as_rgb_frames, detect_landmarks, smooth_landmarks
 from minitalker.landmarks.scheme import face_box
 from minitalker.nn.landmark_transformer import load_landmark_model, predict_landmarks
-from minitalker.train.faces import load_face_agent
 from minitalker.video import MAX_SIDE, aligned_crops, check_output, fit_photo, paste_frames, write_video
 
 MIN_PHOTO_SIDE = 64  # smaller photos hold too few pixels for a face detector or a 64 px crop

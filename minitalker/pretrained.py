@@ -18,15 +18,17 @@ exactly what the pre-trained one computed (the ControlNet "zero convolution" tri
 
 In latent mode (Stable Diffusion) images are first encoded by the frozen ``AutoencoderKL``
 (``encode``/``decode``), and diffusion runs on ``c = 4`` latent channels at ``1/8`` of the size.
-The adapter has the call signature of our own :class:`~minitalker.nn.unet.LandmarkUNet`,
-``forward(x_t, t, cond, landmarks, drop=None)``, so our ``Trainer`` trains it and our
-``ddim_sample`` samples it; :func:`diffusers_ddim_sample` does the same with diffusers'
-``DDIMScheduler``, and the two agree to float precision.
+The adapter has the interface of our own :class:`~minitalker.nn.unet.LandmarkUNet` (the
+:class:`~minitalker.face_agent.Denoiser` of the face agent: ``forward(x_t, t, cond, landmarks, drop=None)``,
+``encode``/``decode``), so the face agent's loss trains it with our ``Trainer`` and its
+``generate_frames`` samples it, with our DDIM or diffusers' ``DDIMScheduler``
+(:mod:`minitalker.diffusion.bridge`); the two agree to float precision.
 
 Our interpretation where the paper is silent: the token projection is a plain ``Linear``; the
 conditioning is the first part of our own face UNet's (:mod:`minitalker.face_agent`: the reference
 and the target with its face mask's area hidden, no mask channel; the warped reference and sketch
-stay our UNet's, so the VAE-encoded condition keeps a fixed ``2c`` channels); latents are the VAE posterior *mean*
+stay our UNet's, so the adapter is posed with ``FaceAgentConfig(warp=False, sketch=False)`` and the
+VAE-encoded condition keeps a fixed ``2c`` channels); latents are the VAE posterior *mean*
 (deterministic; diffusers' training scripts draw a sample, which adds a little noise);
 fine-tuning keeps the checkpoint's own noise schedule and objective (its ``scheduler/``
 subfolder), because that is the denoising task the network learned.
@@ -45,17 +47,16 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from .config import PresetConfig, cache_dir
+from .config import PresetConfig, cache_dir, check_choice, check_positive
 from .data.faces import load_face
-from .diffusion.samplers import ddim_sample, guided
-from .diffusion.schedule import DiffusionConfig, NoiseSchedule
-from .face_agent import FaceAgentConfig, compose, condition, face_masks, landmark_tokens_input, to_tensor, to_uint8
-from .io import load_checkpoint
+from .diffusion.bridge import diffusers_ddim, diffusion_config_from_scheduler
+from .diffusion.schedule import DiffusionConfig
+from .face_agent import to_tensor
+from .io import load_checkpoint, model_weights
 from .nn.tokenizer import LandmarkTokenizer
 from .video import aligned_crops
 
@@ -86,8 +87,10 @@ class PretrainedConfig(PresetConfig):
     freeze: str = "all_but_attention"
 
     def __post_init__(self) -> None:
-        if self.freeze not in FREEZE:
-            raise ValueError(f"freeze must be one of {FREEZE}; got {self.freeze!r}")
+        check_choice(self, "freeze", FREEZE)
+        check_positive(self, "image_size", "token_dim", "cond_images")
+        if self.cross_attention_dim is not None:
+            check_positive(self, "cross_attention_dim")
 
     @classmethod
     def fast(cls) -> PretrainedConfig:
@@ -179,9 +182,19 @@ class PretrainedLandmarkUNet(nn.Module):
         self.set_freeze(cfg.freeze)
 
     @property
+    def image_size(self) -> int:
+        """Side S of the square frames it makes."""
+        return self.cfg.image_size
+
+    @property
     def latent_size(self) -> int:
         """Side of the square that diffusion runs on: ``image_size`` in pixel mode, ``/8`` for SD's VAE."""
         return self.cfg.image_size // self.scale
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of the posed condition in pixels, before :meth:`encode`: ``cond_images`` RGB images."""
+        return 3 * self.cfg.cond_images
 
     def set_freeze(self, freeze: str) -> None:
         """Choose what trains (see :class:`PretrainedConfig`); the VAE never does."""
@@ -278,8 +291,7 @@ class PretrainedLandmarkUNet(nn.Module):
             raise ValueError(f"{path} was not saved from a PretrainedLandmarkUNet (its model_config is not a "
                              f"PretrainedConfig: {e}); train with model_config=model.cfg.to_dict()") from e
         model = cls.from_pretrained(cfg.model, cfg)
-        prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
-        model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        model.load_state_dict(model_weights(tensors, ema))
         return model
 
 
@@ -352,127 +364,6 @@ def load_diffusers(source: str | os.PathLike, latent: bool = True, dtype: torch.
     except OSError:
         scheduler = {}  # no scheduler/ subfolder: assume SD 1.x's
     return unet, vae, scheduler
-
-
-# -- the noise schedule, ours and diffusers' ------------------------------------------------------
-_BETAS = {"squaredcos_cap_v2": "cosine"}  # diffusers' names -> ours, where they differ
-
-
-def diffusion_config_from_scheduler(scheduler: dict, **overrides) -> DiffusionConfig:
-    """Our :class:`DiffusionConfig` for a diffusers scheduler config (missing keys: SD 1.x's values).
-
-    Stable Diffusion 1.x: 1000 steps, ``scaled_linear`` betas from 0.00085 to 0.012, eps-prediction,
-    no clipping (latents are not confined to [-1, 1]), "leading" spacing with ``steps_offset = 1``.
-    The loss is plain MSE (no Min-SNR weighting) like the pre-training's."""
-    sd = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-              prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-              timestep_spacing="leading")
-    if scheduler.get("trained_betas") is not None:
-        raise ValueError("this checkpoint's scheduler lists explicit trained_betas, which DiffusionConfig cannot hold: "
-                         "use a checkpoint with a named beta_schedule")
-    given = {k: scheduler[k] for k in sd if k in scheduler}
-    given["beta_schedule"] = _BETAS.get(given.get("beta_schedule"), given.get("beta_schedule", sd["beta_schedule"]))
-    return DiffusionConfig(**(sd | given | {"min_snr_gamma": None} | overrides))
-
-
-def diffusers_ddim(cfg: DiffusionConfig) -> DDIMScheduler:
-    """diffusers' ``DDIMScheduler`` for the same schedule as our :class:`NoiseSchedule` of ``cfg``."""
-    names = {v: k for k, v in _BETAS.items()}
-    return DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps,
-                         beta_schedule=names.get(cfg.beta_schedule, cfg.beta_schedule), beta_start=cfg.beta_start,
-                         beta_end=cfg.beta_end, prediction_type=cfg.prediction_type,
-                         clip_sample=cfg.clip_sample, clip_sample_range=cfg.clip_sample_range,
-                         set_alpha_to_one=cfg.set_alpha_to_one, steps_offset=cfg.steps_offset,
-                         timestep_spacing=cfg.timestep_spacing)
-
-
-@torch.no_grad()
-def diffusers_ddim_sample(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scheduler: DDIMScheduler,
-                          x_T: torch.Tensor, steps: int, eta: float = 0.0, generator: torch.Generator | None = None
-                          ) -> torch.Tensor:
-    """Sample with diffusers' scheduler: the loop of every diffusers pipeline. x_T (B, c, h, w) -> (B, c, h, w).
-
-    ``model(x_t, t (B,)) -> prediction`` is the same callable our :func:`~minitalker.diffusion.samplers.ddim_sample`
-    takes; with ``prev_rule="diffusers"`` the two give the same samples."""
-    scheduler.set_timesteps(steps, device=x_T.device)
-    x = x_T * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
-        out = model(x, t.expand(len(x)))  # (B, c, h, w)
-        x = scheduler.step(out, t, x, eta=eta, generator=generator).prev_sample
-    return x
-
-
-# -- training and sampling on the face agent's data ------------------------------------------------
-def make_loss_fn(schedule: NoiseSchedule):
-    """``loss_fn(model, batch) -> {"loss"}`` for our ``Trainer``, on the batches of
-    :func:`minitalker.train.faces.make_batch_fn` (the same data as our own face UNet).
-
-    ``batch``: ``x0``, ``reference`` (B, 3, S, S) in [-1, 1], ``mask`` (B, 1, S, S) where the face is painted,
-    ``weight`` (B, 1, S, S) the loss weight, ``landmarks`` (B, 68, 2) in [-1, 1], ``t`` (B,), ``drop``
-    (B,) bool, ``noise``. Images of another size are resized to ``image_size`` (SD's VAE shrinks 8x: at
-    128 px the mouth would cover 2-3 latent pixels, so we train SD at 256 px, our choice). Target and
-    conditioning images go through the frozen VAE; the weight map is
-    average-pooled to the latent size; latent noise is drawn here (the batch's noise is pixel-sized).
-    The loss is DDPM's L_simple on the schedule's target (eps for SD 1.x)."""
-
-    def loss_fn(model: nn.Module, b: dict) -> dict:
-        core = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-        S = core.cfg.image_size
-        if b["x0"].shape[-1] != S:  # e.g. 128 px corpus frames for SD at 256 px
-            b = b | {k: F.interpolate(b[k], size=(S, S), mode="bilinear", align_corners=False, antialias=True)
-                     for k in ("x0", "reference", "mask", "weight")}
-        x0 = core.encode(b["x0"])  # (B, c, h, w)
-        cond = core.encode(condition(b["reference"], b["x0"], b["mask"]))  # (B, 2c, h, w)
-        noise = b["noise"] if b["noise"].shape == x0.shape else torch.randn_like(x0)
-        weight = F.adaptive_avg_pool2d(b["weight"], x0.shape[-2:])  # (B, 1, h, w)
-        out = model(schedule.q_sample(x0, b["t"], noise), b["t"], cond, b["landmarks"], b["drop"])
-        return {"loss": schedule.diffusion_loss(out, x0, noise, b["t"], schedule.config.min_snr_gamma, weight)}
-
-    return loss_fn
-
-
-@torch.no_grad()
-def generate_frames(model: PretrainedLandmarkUNet, reference: np.ndarray, ref_landmarks: np.ndarray,
-                    landmarks: np.ndarray, agent: FaceAgentConfig | None = None, steps: int | None = None, guidance: float | None = None,
-                    sampler: str = "ours", seed: int = 0, batch_size: int = 16) -> np.ndarray:
-    """reference (s, s, 3) uint8 + its landmarks (68, 2) + target landmarks (T, 68, 2), in crop pixels ->
-    frames (T, S, S, 3) uint8 with ``S = image_size``: :func:`minitalker.face_agent.generate_frames`
-    with the adapter, in latent space. A reference of another size is resized to ``S``.
-
-    ``sampler``: ``"ours"`` (:func:`~minitalker.diffusion.samplers.ddim_sample`) or ``"diffusers"``
-    (``DDIMScheduler``); both use diffusers' step rule, so they give the same frames. Every frame
-    starts from the same seeded noise; the generated face is pasted into the reference with the soft
-    face mask (:func:`~minitalker.face_agent.face_masks`). The warped reference is our UNet's input only."""
-    if sampler not in ("ours", "diffusers"):
-        raise ValueError(f"sampler must be 'ours' or 'diffusers'; got {sampler!r}")
-    agent, cfg, S = agent or FaceAgentConfig(), model.diffusion_config, model.cfg.image_size
-    guidance, steps = agent.guidance_scale if guidance is None else guidance, steps or cfg.sampling_steps
-    device = next(model.parameters()).device
-    ref = to_tensor(reference, device)  # (1, 3, s, s)
-    if ref.shape[-1] != S:  # e.g. a 128 px corpus reference for SD at 256 px: resize, landmarks along
-        k = S / ref.shape[-1]
-        ref = F.interpolate(ref, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
-        ref_landmarks, landmarks = ((np.asarray(a) + 0.5) * k - 0.5 for a in (ref_landmarks, landmarks))  # pixel centres
-    h = model.latent_size
-    x_T = torch.randn((1, model.channels, h, h), generator=torch.Generator().manual_seed(seed)).to(device)
-    landmarks = np.asarray(landmarks).reshape(-1, 68, 2)
-    out = []
-    for i in range(0, len(landmarks), batch_size):
-        chunk = landmarks[i:i + batch_size]  # (B, 68, 2)
-        B = len(chunk)
-        hard, soft = (m.to(device) for m in face_masks(chunk, ref_landmarks, S, agent))  # (B, 1, S, S) each
-        refs = ref.expand(B, -1, -1, -1)
-        keep = torch.zeros(B, dtype=torch.bool, device=device)
-        c = {"cond": model.encode(condition(refs, refs, hard)),  # (B, 2c, h, w): the upper face is the reference's
-             "landmarks": landmark_tokens_input(chunk, S, device), "drop": keep}
-        fn = guided(model, c, c | {"drop": ~keep}, guidance)  # the null branch: learned null tokens
-        x = x_T.expand(B, -1, -1, -1)
-        if sampler == "ours":
-            z = ddim_sample(fn, NoiseSchedule(cfg), x, steps=steps, eta=0.0, prev_rule="diffusers", progress=False)
-        else:
-            z = diffusers_ddim_sample(fn, diffusers_ddim(cfg), x, steps)
-        out.append(to_uint8(compose(model.decode(z), refs, soft)))
-    return np.concatenate(out)
 
 
 # -- a tiny stand-in for Stable Diffusion, for tests and the fast preset ---------------------------

@@ -59,6 +59,28 @@ def test_import_videos(tmp_path, capsys):
     assert clip.frames.shape[1:] == (24, 24, 3) and np.isfinite(clip.landmarks).all()
 
 
+def test_train_regressor_trains_saves_and_records_its_command(tiny_preset, tmp_path, monkeypatch, capsys):
+    import json
+
+    import torch
+
+    from minitalker.nn.landmark_regressor import load_landmark_regressor
+
+    argv = ["train", "regressor", "--preset", "fast", "--steps", "2", "--seed", "3", "--out", str(tmp_path / "reg")]
+    monkeypatch.setattr(sys, "argv", ["minitalker", *argv])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    assert "val_mouth_error" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "reg.json").read_text())
+    assert meta["command"] == "minitalker " + " ".join(argv)
+    assert meta["train_config"]["steps"] == 2 and meta["seed"] == 3 and meta["model_config"]["image_size"] == 32
+    assert load_landmark_regressor(32, tmp_path / "reg").cfg.image_size == 32
+
+
 def test_unknown_preset(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["data", "build", "--preset", "medium"])

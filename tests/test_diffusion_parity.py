@@ -11,10 +11,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from minitalker.diffusion.samplers import ddim_sample, ddpm_sample, sampling_timesteps
-from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
+from minitalker.diffusion.bridge import diffusers_ddim, diffusers_ddpm, diffusion_config_from_scheduler
+from minitalker.diffusion.samplers import ddim_sample, ddim_step, ddpm_sample, ddpm_step, sampling_timesteps
+from minitalker.diffusion.schedule import BETA_SCHEDULES, DiffusionConfig, NoiseSchedule
 
-DIFFUSERS_NAME = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2"}
 SHAPE = (2, 3, 6, 6)
 
 
@@ -25,14 +25,9 @@ def dummy_model(x, t):
 
 
 def pair(cls, dtype=torch.float64, share=True, variance_type="fixed_small", **kw):
-    """Our schedule and a diffusers scheduler built from the same settings."""
-    ours = NoiseSchedule(DiffusionConfig(**kw), dtype=dtype)
-    c = ours.config
-    theirs = cls(num_train_timesteps=c.num_train_timesteps, beta_schedule=DIFFUSERS_NAME[c.beta_schedule],
-                 beta_start=c.beta_start, beta_end=c.beta_end, prediction_type=c.prediction_type,
-                 clip_sample=c.clip_sample, clip_sample_range=c.clip_sample_range, timestep_spacing=c.timestep_spacing,
-                 steps_offset=c.steps_offset,
-                 **({"set_alpha_to_one": c.set_alpha_to_one} if cls is DDIMScheduler else {"variance_type": variance_type}))
+    """Our schedule and a diffusers scheduler built from the same settings (given in the flat, diffusers-named layout)."""
+    ours = NoiseSchedule(DiffusionConfig.from_flat(kw), dtype=dtype)
+    theirs = diffusers_ddim(ours.config) if cls is DDIMScheduler else diffusers_ddpm(ours.config, variance_type)
     if share:
         theirs.alphas_cumprod = ours.alphas_cumprod.to(torch.float64)
         theirs.one = torch.tensor(1.0, dtype=torch.float64)
@@ -50,7 +45,7 @@ def diffusers_loop(scheduler, steps, dtype=torch.float64, seed=0, **step_kw):
     return x
 
 
-@pytest.mark.parametrize("beta_schedule", DIFFUSERS_NAME)
+@pytest.mark.parametrize("beta_schedule", BETA_SCHEDULES)
 def test_schedule_and_add_noise(beta_schedule):
     ours, theirs = pair(DDPMScheduler, dtype=torch.float32, share=False, beta_schedule=beta_schedule)
     assert torch.allclose(ours.betas, theirs.betas, rtol=1e-6, atol=0)
@@ -72,7 +67,7 @@ def test_timesteps(spacing):
             assert sampling_timesteps(1000, steps, spacing, offset) == theirs.timesteps.tolist()
 
 
-CASES = [(b, p, c) for b in DIFFUSERS_NAME for p in ("epsilon", "v_prediction", "sample") for c in (True, False)]
+CASES = [(b, p, c) for b in BETA_SCHEDULES for p in ("epsilon", "v_prediction", "sample") for c in (True, False)]
 
 
 @pytest.mark.parametrize("beta_schedule,prediction_type,clip", CASES)
@@ -145,7 +140,7 @@ def test_ddim_from_an_image_is_diffusers_img2img():
 def test_default_config_float32_end_to_end():
     """The untouched float32 diffusers scheduler, with our default config (cosine, v, clip, trailing)."""
     ours, theirs = pair(DDIMScheduler, dtype=torch.float32, share=False)
-    expected = diffusers_loop(theirs, ours.config.sampling_steps, dtype=torch.float32)
+    expected = diffusers_loop(theirs, ours.config.sampling.steps, dtype=torch.float32)
     got = ddim_sample(dummy_model, ours, SHAPE, prev_rule="diffusers", generator=torch.Generator().manual_seed(0),
                       progress=False)
     assert got.dtype == torch.float32 and torch.allclose(got, expected, atol=1e-5)
@@ -166,3 +161,64 @@ def test_ddpm_last_step_quirk_with_trailing_spacing():
     assert theirs.timesteps[-1] == 99
     assert torch.allclose(got, out.pred_original_sample, atol=1e-9)
     assert (x - got).std() == pytest.approx((1 - ours.alphas_cumprod[99]).sqrt().item(), rel=0.15)  # the extra noise
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_one_ddpm_step_is_ddpm_scheduler_step(prediction_type):
+    """ddpm_step on the same inputs (model output, x_t, t, the noise z diffusers draws) gives DDPMScheduler.step's
+    prev_sample and pred_original_sample, for both variances, clipped or not, and on the last step (no noise)."""
+    for variance, clip in [("fixed_small", True), ("fixed_large", False)]:
+        ours, theirs = pair(DDPMScheduler, variance_type=variance, beta_schedule="linear", prediction_type=prediction_type,
+                            clip_sample=clip, timestep_spacing="leading")
+        theirs.set_timesteps(10)
+        visit = theirs.timesteps.tolist()
+        for t, t_prev in [(visit[0], visit[1]), (visit[5], visit[6]), (visit[-1], -1)]:
+            g = torch.Generator().manual_seed(t)
+            x_t, out = torch.randn(SHAPE, generator=g, dtype=torch.float64), torch.randn(SHAPE, generator=g, dtype=torch.float64)
+            z = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1), dtype=torch.float64) if t_prev >= 0 else None
+            expected = theirs.step(out, t, x_t, generator=torch.Generator().manual_seed(1))
+            got = ddpm_step(ours, out, x_t, t, t_prev, variance=variance, clip=1.0 if clip else None, noise=z)
+            torch.testing.assert_close(got.x0, expected.pred_original_sample, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(got.x_prev, expected.prev_sample, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_one_ddim_step_is_ddim_scheduler_step(prediction_type):
+    """ddim_step gives DDIMScheduler.step's outputs at eta 0 and 1 (the same z as its variance_noise), clipped or not,
+    and on the last step, which lands on final_alpha_cumprod (1, or abar_0)."""
+    for eta, clip, alpha_one in [(0.0, True, True), (1.0, False, False), (0.5, True, False)]:
+        ours, theirs = pair(DDIMScheduler, beta_schedule="cosine", prediction_type=prediction_type, clip_sample=clip,
+                            timestep_spacing="leading", set_alpha_to_one=alpha_one)
+        theirs.set_timesteps(10)
+        for t in (theirs.timesteps[0].item(), theirs.timesteps[4].item(), theirs.timesteps[-1].item()):
+            t_prev = t - 100 if t >= 100 else -1  # DDIMScheduler's t - T // steps
+            g = torch.Generator().manual_seed(t)
+            x_t, out, z = (torch.randn(SHAPE, generator=g, dtype=torch.float64) for _ in range(3))
+            expected = theirs.step(out, t, x_t, eta=eta, variance_noise=z)
+            got = ddim_step(ours, out, x_t, t, t_prev, eta=eta, clip=1.0 if clip else None, noise=z if eta else None)
+            torch.testing.assert_close(got.x0, expected.pred_original_sample, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(got.x_prev, expected.prev_sample, rtol=1e-12, atol=1e-12)
+
+
+def test_stochastic_steps_ask_for_their_noise():
+    ours = NoiseSchedule(DiffusionConfig(), dtype=torch.float64)
+    x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.raises(ValueError, match="DDPM step above t_prev = -1 is stochastic: give noise"):
+        ddpm_step(ours, x, x, 500, 400)
+    with pytest.raises(ValueError, match="eta > 0 is stochastic: give noise"):
+        ddim_step(ours, x, x, 500, 400, eta=0.5, noise=x[:1])
+    last = ddpm_step(ours, x, x, 500, -1)
+    torch.testing.assert_close(last.x_prev, last.x0, rtol=0, atol=1e-15)  # the last step lands on x̂0, no noise
+
+
+def test_a_scheduler_config_reads_into_ours_and_back():
+    """diffusers -> ours -> diffusers keeps every setting both sides have; SD 1.x's values fill what is missing."""
+    theirs = DDIMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction", timestep_spacing="trailing",
+                           clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+    cfg = diffusion_config_from_scheduler(dict(theirs.config))
+    assert cfg.schedule.beta_schedule == "cosine" and cfg.sampling.spacing == "trailing" and cfg.min_snr_gamma is None
+    again = diffusers_ddim(cfg).config
+    assert {k: v for k, v in again.items() if not k.startswith("_")} == {k: v for k, v in theirs.config.items()
+                                                                        if not k.startswith("_")}
+    sd = diffusion_config_from_scheduler({})
+    assert (sd.schedule.beta_schedule, sd.sampling.spacing, sd.sampling.steps_offset) == ("scaled_linear", "leading", 1)

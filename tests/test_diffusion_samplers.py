@@ -14,7 +14,7 @@ from minitalker.diffusion.schedule import PREDICTION_TYPES, DiffusionConfig, Noi
 
 
 def sched(**kw) -> NoiseSchedule:
-    return NoiseSchedule(DiffusionConfig(**{"clip_sample": False, **kw}), dtype=torch.float64)
+    return NoiseSchedule(DiffusionConfig.from_flat({"clip_sample": False, **kw}), dtype=torch.float64)
 
 
 def gaussian_oracle(s: NoiseSchedule, sigma: float):
@@ -24,7 +24,7 @@ def gaussian_oracle(s: NoiseSchedule, sigma: float):
         a = s.alphas_cumprod[t].reshape(-1, *[1] * (x.ndim - 1))
         x0 = a.sqrt() * sigma**2 / (a * sigma**2 + 1 - a) * x
         eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
-        return {"epsilon": eps, "sample": x0, "v_prediction": a.sqrt() * eps - (1 - a).sqrt() * x0}[s.config.prediction_type]
+        return {"epsilon": eps, "sample": x0, "v_prediction": a.sqrt() * eps - (1 - a).sqrt() * x0}[s.config.schedule.prediction_type]
 
     return model
 

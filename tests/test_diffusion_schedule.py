@@ -5,11 +5,18 @@ import math
 import pytest
 import torch
 
-from minitalker.diffusion.schedule import BETA_SCHEDULES, PREDICTION_TYPES, DiffusionConfig, NoiseSchedule
+from minitalker.diffusion.schedule import (
+    BETA_SCHEDULES,
+    PREDICTION_TYPES,
+    DiffusionConfig,
+    NoiseSchedule,
+    SamplingConfig,
+    ScheduleConfig,
+)
 
 
 def sched(dtype=torch.float64, **kw) -> NoiseSchedule:
-    return NoiseSchedule(DiffusionConfig(**kw), dtype=dtype)
+    return NoiseSchedule(DiffusionConfig(ScheduleConfig(**kw)), dtype=dtype)
 
 
 @pytest.mark.parametrize("beta_schedule", BETA_SCHEDULES)
@@ -38,8 +45,25 @@ def test_dtype_device_and_presets():
     s64 = s.to(dtype=torch.float64)
     assert s64.alphas_cumprod.dtype == torch.float64
     assert (s64.alphas_cumprod.float() == s.alphas_cumprod).all()  # recomputed from float64, then rounded
-    assert DiffusionConfig.full().sampling_steps >= DiffusionConfig.fast().sampling_steps
+    assert DiffusionConfig.full().sampling.steps >= DiffusionConfig.fast().sampling.steps
     assert DiffusionConfig.from_dict(DiffusionConfig.full().to_dict()) == DiffusionConfig.full()
+
+
+def test_the_flat_layout_of_earlier_checkpoints_reads_into_the_split_configs():
+    """The shipped face checkpoint holds ``model_config.diffusion`` as one flat dict; it reads as the fast preset."""
+    import json
+
+    from minitalker.config import DATA_DIR
+
+    flat = json.loads((DATA_DIR / "checkpoints" / "faces_fast.json").read_text())["model_config"]["diffusion"]
+    assert "sampling_steps" in flat and "schedule" not in flat
+    assert DiffusionConfig.from_dict(flat) == DiffusionConfig.fast()
+    cfg = DiffusionConfig.from_flat(dict(beta_schedule="linear", timestep_spacing="leading", sampling_steps=7, eta=0.5,
+                                         min_snr_gamma=None))
+    assert cfg == DiffusionConfig(ScheduleConfig(beta_schedule="linear"), SamplingConfig(steps=7, spacing="leading", eta=0.5),
+                                  min_snr_gamma=None)
+    with pytest.raises(ValueError, match=r"no fields \['sampling_step'\]"):
+        DiffusionConfig.from_flat({"sampling_step": 3})
 
 
 def test_q_sample_matches_running_the_chain_step_by_step():
@@ -142,7 +166,8 @@ def test_bad_inputs_name_the_argument():
         s.diffusion_loss(x, x, x, torch.tensor([1, 2]), weight=-torch.ones(1, 3))
     with pytest.raises(ValueError, match="min_snr_gamma"):
         s.diffusion_loss(x, x, x, torch.tensor([1, 2]), min_snr_gamma=0)
-    for bad in [dict(beta_schedule="cosine_v3"), dict(prediction_type="eps"), dict(timestep_spacing="even"),
-                dict(eta=1.5), dict(num_train_timesteps=0)]:
+    for part, bad in [(ScheduleConfig, dict(beta_schedule="cosine_v3")), (ScheduleConfig, dict(prediction_type="eps")),
+                      (SamplingConfig, dict(spacing="even")), (SamplingConfig, dict(eta=1.5)),
+                      (ScheduleConfig, dict(num_train_timesteps=0)), (SamplingConfig, dict(prev_rule="paper"))]:
         with pytest.raises(ValueError, match=next(iter(bad))):
-            DiffusionConfig(**bad)
+            part(**bad)

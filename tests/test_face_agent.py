@@ -11,9 +11,11 @@ from conftest import tiny_config
 from minitalker.face_agent import (
     FaceAgentConfig,
     check_sampling,
+    face_agent_config,
     face_masks,
     generate_frames,
     landmark_tokens_input,
+    load_face_agent,
     lower_face_mask,
     mouth_box_mask,
     to_tensor,
@@ -25,8 +27,6 @@ from minitalker.train.faces import (
     FaceRun,
     FrameBank,
     export_face_model,
-    face_agent_config,
-    load_face_agent,
     make_batch_fn,
     shape_swap,
     train_faces,
@@ -150,7 +150,7 @@ def test_earlier_layout_checkpoints_load_as_such_and_wrong_checkpoints_are_refus
     import json
 
     from minitalker.config import DATA_DIR
-    from minitalker.train.faces import EARLIER_LAYOUT
+    from minitalker.face_agent import EARLIER_LAYOUT
 
     run = tiny_run(steps=1)
     run = dataclasses.replace(run, unet=dataclasses.replace(run.unet, grounded=False, cond_channels=6),

@@ -110,7 +110,7 @@ def test_lower_face_tint(faces):
 
 @pytest.fixture(scope="module")
 def shipped():
-    from minitalker.train.faces import load_face_agent
+    from minitalker.face_agent import load_face_agent
 
     return load_face_agent()
 

@@ -8,7 +8,13 @@ from skimage.metrics import structural_similarity
 from minitalker import metrics as M
 from minitalker.landmarks.scheme import MOUTH, mouth_error
 from minitalker.nn.landmark_regressor import RegressorConfig, load_landmark_regressor
-from minitalker.train.landmark_regressor import Augment, default_train_config, save_regressor, train_landmark_regressor
+from minitalker.train.landmark_regressor import (
+    Augment,
+    RegressorTrainConfig,
+    save_regressor,
+    train_landmark_regressor,
+    warp,
+)
 
 
 def random_frames(*shape, seed=0, lo=0, hi=256):
@@ -170,12 +176,27 @@ def regressor(tiny_corpus, tmp_path_factory):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = RegressorConfig(widths=(8, 16, 32), hidden=64)
-    train = dataclasses.replace(default_train_config(steps=150), batch_size=16, lr=3e-3, warmup_steps=10)
+    train = dataclasses.replace(RegressorTrainConfig.fast(), steps=150, batch_size=16, lr=3e-3, warmup_steps=10)
     augment = Augment(scale=0.05, rotate=0, shift=1, jitter=0.5)  # little data, few steps: gentle changes
     try:
         yield train_landmark_regressor(tiny_corpus, cfg, train, tmp_path_factory.mktemp("run"), augment)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_augmenting_warp_moves_the_landmarks_with_the_image():
+    """A quarter turn plus a shift: the bright pixel lands where the moved landmark says (crop units)."""
+    from minitalker.landmarks.scheme import crop_to_unit, unit_to_crop
+
+    S, px = 16, 2 / 15  # one pixel in [-1, 1] units
+    image = torch.zeros(1, 1, S, S)
+    image[0, 0, 6, 9] = 1.0  # x = 9, y = 6
+    lm = torch.as_tensor(crop_to_unit(np.tile(np.float32([9, 6]), (1, 68, 1)), S))  # (1, 68, 2)
+    theta = torch.tensor([[[0.0, -1.0, 2 * px], [1.0, 0.0, -px]]])  # output p reads input at A p + t
+    out, moved = warp(image, lm, theta)
+    y, x = divmod(int(out.flatten().argmax()), S)
+    assert float(out.max()) == pytest.approx(1.0, abs=1e-4)
+    np.testing.assert_allclose(unit_to_crop(moved[0, 0].numpy(), S), [x, y], atol=1e-4)
 
 
 def test_regressor_beats_copying_the_reference_on_held_out_frames(regressor):
@@ -192,7 +213,7 @@ def test_regressor_checkpoint_round_trip(regressor, tiny_corpus, tmp_path):
     np.testing.assert_allclose(loaded.predict(clip.frames, *ref), model.predict(clip.frames, *ref), atol=1e-3)
     with pytest.raises(ValueError, match="reads 32px crops"):
         load_landmark_regressor(64, tmp_path / "reg")
-    with pytest.raises(FileNotFoundError, match="python -m minitalker.train.landmark_regressor"):
+    with pytest.raises(FileNotFoundError, match="minitalker train regressor"):
         load_landmark_regressor(32, tmp_path / "missing")
     with pytest.raises(ValueError, match="reads \\(32x32\\) crops"):
         loaded.predict(random_frames(2, 64, 64, 3), *ref)

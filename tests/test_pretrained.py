@@ -12,21 +12,21 @@ import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 from torch import nn
 
+from minitalker.diffusion.bridge import diffusers_ddim, diffusers_ddim_sample, diffusion_config_from_scheduler
 from minitalker.diffusion.samplers import ddim_sample
-from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
+from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule, SamplingConfig
+from minitalker.face_agent import FaceAgentConfig, face_masks, generate_frames, make_loss_fn, resize_crop
+from minitalker.nn.unet import LandmarkUNet, UNetConfig
 from minitalker.pretrained import (
     ExpandedConvIn,
     PretrainedConfig,
     PretrainedLandmarkUNet,
-    diffusers_ddim,
-    diffusers_ddim_sample,
-    diffusion_config_from_scheduler,
-    generate_frames,
     load_diffusers,
-    make_loss_fn,
     make_tiny_pretrained,
 )
 from minitalker.train.loop import TrainConfig, Trainer
+
+POSED = FaceAgentConfig(warp=False, sketch=False)  # what the adapter reads: the reference and the masked target
 
 
 @pytest.fixture(autouse=True)
@@ -139,7 +139,8 @@ def test_pixel_mode_needs_no_vae(tmp_path):
 def test_our_ddim_and_diffusers_ddim_give_the_same_samples(tiny, schedule):
     adapter = PretrainedLandmarkUNet.from_pretrained(tiny).eval()
     # SD 1.x's schedule (scaled_linear, eps, leading + offset) and our default (cosine, v, trailing)
-    cfg = adapter.diffusion_config if schedule == "stable_diffusion" else DiffusionConfig(clip_sample=False)
+    ours_cfg = DiffusionConfig(sampling=SamplingConfig(clip_sample=False))
+    cfg = adapter.diffusion_config if schedule == "stable_diffusion" else ours_cfg
     b = fake_batch(2)
     cond = adapter.encode(torch.cat([b["reference"], b["x0"]], 1))
     model = lambda x, t: adapter(x, t, cond, b["landmarks"])  # noqa: E731
@@ -156,17 +157,42 @@ def test_generated_frames_agree_between_samplers_and_keep_the_reference_outside_
     reference = torch.randint(0, 256, (64, 64, 3), dtype=torch.uint8, generator=g).numpy()
     ref_lm = (torch.rand(68, 2, generator=g) * 40 + 12).numpy()
     lm = ref_lm[None] + torch.randn(3, 68, 2, generator=g).numpy()
-    ours = generate_frames(adapter, reference, ref_lm, lm, steps=4, guidance=1.5)
-    theirs = generate_frames(adapter, reference, ref_lm, lm, steps=4, guidance=1.5, sampler="diffusers")
+    schedule = NoiseSchedule(adapter.diffusion_config)
+    ours = generate_frames(adapter, schedule, reference, ref_lm, lm, POSED, steps=4, guidance=1.5, progress=False)
+    theirs = generate_frames(adapter, schedule, reference, ref_lm, lm, POSED, steps=4, guidance=1.5, sampler="diffusers",
+                             progress=False)
     assert ours.shape == (3, 64, 64, 3) and ours.dtype == np.uint8
     assert np.abs(ours.astype(int) - theirs).max() <= 1  # equal up to rounding to uint8
-    from minitalker.face_agent import FaceAgentConfig, face_masks
-
-    painted = face_masks(lm, ref_lm, 64, FaceAgentConfig())[1][:, 0].numpy() > 0  # (3, 64, 64)
+    painted = face_masks(lm, ref_lm, 64, POSED)[1][:, 0].numpy() > 0  # (3, 64, 64)
     reference3 = np.repeat(reference[None], 3, 0)
     assert (ours[~painted] == reference3[~painted]).all() and not (ours[painted] == reference3[painted]).all()
-    small = generate_frames(adapter, reference[::2, ::2].copy(), (ref_lm + 0.5) / 2 - 0.5, (lm + 0.5) / 2 - 0.5, steps=2)
+    fitted = resize_crop(reference[::2, ::2].copy(), (ref_lm + 0.5) / 2 - 0.5, (lm + 0.5) / 2 - 0.5, 64)
+    small = generate_frames(adapter, schedule, *fitted, POSED, steps=2, progress=False)
     assert small.shape == (3, 64, 64, 3)  # a smaller reference is resized to the model's size
+    np.testing.assert_allclose(fitted[1], ref_lm, atol=1e-5)  # its landmarks move along (pixel centres)
+
+
+# -- one face agent for both denoisers -------------------------------------------------------------
+def test_the_face_agents_loss_and_sampler_run_our_unet_and_the_adapter_alike(tiny):
+    """The same make_loss_fn and generate_frames serve our pixel UNet and the latent adapter (the Denoiser interface)."""
+    torch.manual_seed(0)
+    ours = LandmarkUNet(UNetConfig(image_size=64, widths=(16, 32), cross_attn_levels=(1,), self_attn_levels=(),
+                                   token_dim=32, heads=2, norm_groups=8, cond_channels=POSED.cond_channels)).eval()
+    adapter = PretrainedLandmarkUNet.from_pretrained(tiny).eval()
+    g = torch.Generator().manual_seed(0)
+    reference = torch.randint(0, 256, (64, 64, 3), dtype=torch.uint8, generator=g).numpy()
+    ref_lm = (torch.rand(68, 2, generator=g) * 40 + 12).numpy()
+    lm = ref_lm[None] + torch.randn(2, 68, 2, generator=g).numpy()
+    for model, config in [(ours, DiffusionConfig()), (adapter, adapter.diffusion_config)]:
+        schedule = NoiseSchedule(config)
+        loss = make_loss_fn(schedule)(model, fake_batch(2))["loss"]
+        assert loss.ndim == 0 and torch.isfinite(loss) and loss.requires_grad
+        frames = generate_frames(model, schedule, reference, ref_lm, lm, POSED, steps=2, progress=False)
+        assert frames.shape == (2, 64, 64, 3) and frames.dtype == np.uint8
+        assert model.encode(fake_batch(1)["x0"]).shape == (1, model.channels, model.latent_size, model.latent_size)
+        with pytest.raises(ValueError, match=f"reads {model.cond_channels} condition channels but the agent config makes 10"):
+            generate_frames(model, schedule, reference, ref_lm, lm, FaceAgentConfig(), steps=2, progress=False)
+    assert torch.equal(ours.encode(fake_batch(1)["x0"]), fake_batch(1)["x0"])  # pixels: encode is the identity
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -177,7 +203,8 @@ def test_from_pretrained_loads_what_save_pretrained_wrote(tiny):
             if not k.startswith("conv_in.extra.")}
     assert mine.keys() == saved.keys() and all(torch.equal(mine[k], saved[k]) for k in saved)
     assert adapter.diffusion_config == diffusion_config_from_scheduler({})  # scheduler/ of SD 1.x
-    assert adapter.diffusion_config.beta_schedule == "scaled_linear" and adapter.diffusion_config.prediction_type == "epsilon"
+    assert adapter.diffusion_config.schedule.beta_schedule == "scaled_linear"
+    assert adapter.diffusion_config.schedule.prediction_type == "epsilon"
 
 
 def test_the_tiny_default_is_built_once_and_a_finetuned_adapter_reloads_from_its_checkpoint(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..audio import FPS, AudioConfig, frame_times, frame_windows, log_mel
+from ..config import check_fraction, check_non_negative, check_positive
 from ..landmarks import scheme
 from .corpus import Clip
 
@@ -76,6 +77,15 @@ class MelAugment:
     p_band: float = 0.0
     band_hz: tuple[float, float] = (3400.0, 6000.0)
     p_nonspeech: float = 0.0
+
+    def __post_init__(self):
+        check_non_negative(self, "level_db", "tilt_db", "hum_db", "eq_db", "warp", "speed")
+        check_positive(self, "eq_bands")
+        check_fraction(self, "p_noise", "p_pause", "p_band", "p_nonspeech")
+        for name in ("noise_db", "band_hz"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"MelAugment.{name} is a range (low, high) with 0 ≤ low ≤ high; got {(lo, hi)}")
 
     def stretch(self, mel: np.ndarray, target: np.ndarray, rng: np.random.Generator,
                 frames: int) -> tuple[np.ndarray, np.ndarray]:

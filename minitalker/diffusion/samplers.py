@@ -1,13 +1,26 @@
 """The reverse process: ancestral DDPM sampling, DDIM, and classifier-free guidance.
 
 A ``model`` is any callable ``model(x_t (B, ...), t (B,) long) -> (B, ...)`` that returns the
-quantity named by ``schedule.config.prediction_type`` (eps, x0 or v). Conditioning is closed over
-(``lambda x, t: unet(x, t, tokens)``) or added with :func:`guided`.
+quantity named by ``schedule.config.schedule.prediction_type`` (eps, x0 or v). Conditioning is closed
+over (``lambda x, t: unet(x, t, tokens)``) or added with :func:`guided`.
 
 Both samplers take ``x_T``: either a tensor of starting noise (e.g. one noise image repeated for
 every frame of a clip) or a shape, in which case the noise is drawn from ``generator``. Noise is
 drawn in the order diffusers draws it (x_T first, then one tensor per stochastic step), so a seeded
 ``generator`` gives the same samples as diffusers' schedulers with the same seed.
+
+Each sampler is a loop over one pure step, :func:`ddpm_step` or :func:`ddim_step` (the noise is an
+argument), the counterpart of diffusers' ``scheduler.step``. Our names and theirs::
+
+    ours                        diffusers
+    model_out                   model_output
+    x_t, t                      sample, timestep
+    t_prev                      prev_timestep (DDIM), previous_timestep(t) (DDPM)
+    x̂0: Step.x0                 pred_original_sample
+    ε̂ (inside the step)         pred_epsilon
+    x_{t_prev}: Step.x_prev     prev_sample
+    noise (z)                   variance_noise
+    clip (a range, or None)     clip_sample_range if clip_sample else no clipping
 """
 
 from __future__ import annotations
@@ -17,10 +30,9 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from minitalker.diffusion.schedule import SPACINGS, NoiseSchedule
+from minitalker.diffusion.schedule import PREV_RULES, SPACINGS, NoiseSchedule
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-PREV_RULES = ("sequence", "diffusers")
 
 
 class Trajectory(NamedTuple):
@@ -77,44 +89,95 @@ def _randn(shape: Sequence[int], generator: torch.Generator | None, like: torch.
     return torch.randn(tuple(shape), generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
-def _loop(
-    model: Model,
-    schedule: NoiseSchedule,
-    x_T: torch.Tensor | Sequence[int],
-    timesteps: list[int],
-    step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, int], torch.Tensor],
-    prevs: list[int],
-    clip_sample: bool | None,
-    generator: torch.Generator | None,
-    return_intermediates: bool,
-    progress: bool,
-    desc: str,
-):
-    """The loop both samplers share: call the model, turn its output into (x0, eps), clip x0, step."""
+# -- one step -------------------------------------------------------------------------------------
+class Step(NamedTuple):
+    """What one reverse step returns; diffusers' ``SchedulerOutput`` has the same two tensors."""
+
+    x_prev: torch.Tensor  # the less noisy sample x_{t_prev} (diffusers: prev_sample)
+    x0: torch.Tensor  # the clean sample the step aimed at, x̂0, after clipping (diffusers: pred_original_sample)
+
+
+def _x0_eps(schedule: NoiseSchedule, model_out: torch.Tensor, x_t: torch.Tensor, t: int,
+            clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x̂0, ε̂)`` from the network's output at ``t`` (both ``(B, ...)``), ``x̂0`` clipped to ``[-clip, clip]``."""
+    x0, eps = schedule.predict_x0_eps(model_out, x_t, torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device))
+    return (x0 if clip is None else x0.clamp(-clip, clip)), eps
+
+
+def _need_noise(noise: torch.Tensor | None, x_t: torch.Tensor, why: str) -> torch.Tensor:
+    """``noise``, checked: a stochastic step cannot go without it."""
+    if noise is None or noise.shape != x_t.shape:
+        raise ValueError(f"{why}: give noise z ~ N(0, I) of x_t's shape {tuple(x_t.shape)}; "
+                         f"got {None if noise is None else tuple(noise.shape)}")
+    return noise
+
+
+def ddpm_step(schedule: NoiseSchedule, model_out: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int, *,
+              variance: str = "fixed_small", clip: float | None = None, noise: torch.Tensor | None = None) -> Step:
+    """One ancestral step ``t -> t_prev`` (DDPM Algorithm 2), as diffusers' ``DDPMScheduler.step``. ``(B, ...)``.
+
+    ``t_prev = -1`` lands on the clean sample and adds no noise; any other step needs ``noise`` (``z``).
+    ``variance``: ``"fixed_small"`` (``beta_tilde``) or ``"fixed_large"`` (``beta``), DDPM section 3.2.
+    """
+    x0, _ = _x0_eps(schedule, model_out, x_t, t, clip)  # eq. 15: x̂0 = (x_t - sqrt(1 - abar_t) ε̂) / sqrt(abar_t)
+    t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
+    mean, var = schedule.posterior_mean_variance(x0, x_t, t_batch, t_prev)  # eq. 7: mu_tilde(x_t, x̂0), beta_tilde
+    if t_prev < 0:
+        return Step(mean, x0)  # the last step: z = 0
+    if variance == "fixed_large":  # beta of the jump t -> t_prev: 1 - abar_t / abar_prev
+        var = 1 - float(schedule.alphas_cumprod[t]) / float(schedule.alphas_cumprod[t_prev])
+    return Step(mean + var**0.5 * _need_noise(noise, x_t, "a DDPM step above t_prev = -1 is stochastic"), x0)  # + sigma z
+
+
+def ddim_step(schedule: NoiseSchedule, model_out: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int, *,
+              eta: float = 0.0, clip: float | None = None, noise: torch.Tensor | None = None) -> Step:
+    """One DDIM step ``t -> t_prev`` (Song et al. 2021, eq. 12), as diffusers' ``DDIMScheduler.step``. ``(B, ...)``.
+
+    ``t_prev = -1`` lands on ``schedule.final_alpha_cumprod`` (1, or ``abar_0``); ``eta > 0`` needs ``noise`` (``z``).
+    ``ε̂`` is the model's own, not recomputed from a clipped ``x̂0`` (diffusers' default too).
+    """
+    x0, eps = _x0_eps(schedule, model_out, x_t, t, clip)  # "predicted x0" of eq. 12, and ε̂
+    a_t = float(schedule.alphas_cumprod[t])
+    a_prev = float(schedule.alphas_cumprod[t_prev]) if t_prev >= 0 else schedule.final_alpha_cumprod
+    sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5  # eq. 16: eta = 1 is DDPM's posterior std
+    x_prev = a_prev**0.5 * x0 + (1 - a_prev - sigma**2) ** 0.5 * eps  # eq. 12: x̂0 scaled + "direction pointing to x_t"
+    if eta > 0:
+        x_prev = x_prev + sigma * _need_noise(noise, x_t, "a DDIM step with eta > 0 is stochastic")  # + "random noise"
+    return Step(x_prev, x0)
+
+
+# -- the loops ------------------------------------------------------------------------------------
+def _loop(model: Model, schedule: NoiseSchedule, x_T: torch.Tensor | Sequence[int], *, timesteps: list[int],
+          prevs: list[int], step: Callable[[torch.Tensor, torch.Tensor, int, int], Step],
+          generator: torch.Generator | None, return_intermediates: bool, progress: bool, desc: str):
+    """The loop both samplers share: from ``x_T``, call the model at each ``t``, then
+    ``step(model_out, x_t, t, t_prev) -> Step`` (which draws its own noise, if any)."""
     if isinstance(x_T, torch.Tensor):
         if not x_T.is_floating_point():
             raise ValueError(f"x_T must be a float tensor of noise (or a shape); got dtype {x_T.dtype}")
         x = x_T
     else:
         x = _randn(x_T, generator, schedule.alphas_cumprod)
-    clip = schedule.config.clip_sample if clip_sample is None else clip_sample
-    r = schedule.config.clip_sample_range
     trace = Trajectory([], [], [])
     for i, (t, t_prev) in enumerate(tqdm(list(zip(timesteps, prevs)), desc=desc, disable=not progress)):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # (B,)
         out = model(x, t_batch).to(x.dtype)  # (B, ...)
-        x0, eps = schedule.predict_x0_eps(out, x, t_batch)
-        if clip:
-            x0 = x0.clamp(-r, r)
+        x_prev, x0 = step(out, x, t, t_prev)
         if return_intermediates:
             trace.timesteps.append(t)
             trace.x_t.append(x.detach().cpu())
             trace.x0.append(x0.detach().cpu())
-        x = step(x, x0, eps, t, t_prev)
+        x = x_prev
         if not torch.isfinite(x).all():
             why = "the model returned NaN/inf" if not torch.isfinite(out).all() else "the update overflowed"
             raise FloatingPointError(f"sampling step {i} of {len(timesteps)} (t={t}) produced NaN/inf: {why}")
     return (x, trace) if return_intermediates else x
+
+
+def _clip(schedule: NoiseSchedule, clip_sample: bool | None) -> float | None:
+    """The clipping range of x̂0 for the steps: the config's ``clip_sample_range``, or None when not clipping."""
+    sampling = schedule.config.sampling
+    return sampling.clip_sample_range if (sampling.clip_sample if clip_sample is None else clip_sample) else None
 
 
 @torch.no_grad()
@@ -131,15 +194,10 @@ def ddpm_sample(
     return_intermediates: bool = False,
     progress: bool = True,
 ):
-    """Ancestral sampling (DDPM Algorithm 2): ``x_prev = mu(x0_hat, x_t) + sigma z``. Returns ``(B, ...)``.
-
-    ``mu`` is the posterior mean of eq. 7 with the model's ``x0`` estimate (eq. 15) plugged in; the
-    variance is ``"fixed_small"`` (the posterior variance, ``beta_tilde``) or ``"fixed_large"``
-    (``beta_t``), the two choices of DDPM section 3.2. No noise is added on the step that lands on the
-    clean sample (``z = 0`` for the last step).
+    """Ancestral sampling (DDPM Algorithm 2): :func:`ddpm_step` from ``x_T`` to the clean sample. Returns ``(B, ...)``.
 
     ``steps=None`` runs all ``T`` steps. Fewer steps visit ``sampling_timesteps(T, steps, spacing)``
-    (``spacing=None``: the config's ``timestep_spacing``) with the same formulas across each jump, as
+    (``spacing=None``: the config's ``sampling.spacing``) with the same formulas across each jump, as
     diffusers' ``DDPMScheduler`` does. One difference: when the last visited step is above 0 ("trailing"),
     diffusers still adds noise on it (~1e-10 for fixed_small, ``sqrt(beta)`` of the jump for fixed_large).
     ``clip_sample=None`` takes the schedule's config. With ``return_intermediates`` returns
@@ -147,21 +205,17 @@ def ddpm_sample(
     """
     if variance not in ("fixed_small", "fixed_large"):
         raise ValueError(f"variance must be 'fixed_small' or 'fixed_large'; got {variance!r}")
-    T, cfg = schedule.num_train_timesteps, schedule.config
-    spacing = cfg.timestep_spacing if spacing is None else spacing
+    T, cfg = schedule.num_train_timesteps, schedule.config.sampling
+    spacing = cfg.spacing if spacing is None else spacing
     timesteps = list(range(T - 1, -1, -1)) if steps is None else sampling_timesteps(T, steps, spacing, cfg.steps_offset)
+    clip = _clip(schedule, clip_sample)
 
-    def step(x, x0, eps, t, t_prev):
-        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        mean, var = schedule.posterior_mean_variance(x0, x, t_batch, t_prev)
-        if t_prev < 0:
-            return mean
-        if variance == "fixed_large":  # beta of the jump t -> t_prev
-            var = 1 - float(schedule.alphas_cumprod[t]) / float(schedule.alphas_cumprod[t_prev])
-        return mean + var**0.5 * _randn(x.shape, generator, x)
+    def step(out, x, t, t_prev):
+        z = _randn(x.shape, generator, x) if t_prev >= 0 else None
+        return ddpm_step(schedule, out, x, t, t_prev, variance=variance, clip=clip, noise=z)
 
-    return _loop(model, schedule, x_T, timesteps, step, [*timesteps[1:], -1], clip_sample, generator,
-                 return_intermediates, progress, "DDPM")
+    return _loop(model, schedule, x_T, timesteps=timesteps, prevs=[*timesteps[1:], -1], step=step, generator=generator,
+                 return_intermediates=return_intermediates, progress=progress, desc="DDPM")
 
 
 @torch.no_grad()
@@ -173,7 +227,7 @@ def ddim_sample(
     steps: int | None = None,
     eta: float | None = None,
     spacing: str | None = None,
-    prev_rule: str = "sequence",
+    prev_rule: str | None = None,
     clip_sample: bool | None = None,
     generator: torch.Generator | None = None,
     return_intermediates: bool = False,
@@ -181,16 +235,11 @@ def ddim_sample(
     init: torch.Tensor | None = None,
     strength: float = 1.0,
 ):
-    """DDIM (Song et al. 2021, eq. 12). Returns ``(B, ...)``.
+    """DDIM (Song et al. 2021): :func:`ddim_step` from ``x_T`` to the clean sample. Returns ``(B, ...)``.
 
-    ``x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma^2) eps_hat + sigma z`` with
-    ``sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev)`` (eq. 16):
     ``eta = 0`` is the deterministic DDIM, ``eta = 1`` is ancestral DDPM on the same timesteps.
-    ``eps_hat`` is the model's own (not recomputed from a clipped ``x0_hat``, as in diffusers' default).
-    After the last step ``abar_prev`` is ``schedule.final_alpha_cumprod`` (1, or ``abar_0``).
-
-    ``steps``, ``eta``, ``spacing`` default to the schedule's config (``sampling_steps``, ``eta``,
-    ``timestep_spacing``); ``prev_rule`` picks where each step lands (see :func:`previous_timesteps`:
+    ``steps``, ``eta``, ``spacing``, ``prev_rule``, ``clip_sample`` default to the schedule's
+    ``config.sampling``; ``prev_rule`` picks where each step lands (see :func:`previous_timesteps`:
     ``"diffusers"`` reproduces ``DDIMScheduler`` exactly, ``"sequence"`` follows the paper).
     With ``return_intermediates`` returns ``(sample, Trajectory)``.
 
@@ -198,32 +247,29 @@ def ddim_sample(
     of pure noise. Only the last ``n = max(1, ⌊strength · steps⌋)`` of the timesteps run, from
     ``x_t = q_sample(init, t, x_T)`` at the first of them (``x_T`` is then the noise).
     """
-    cfg = schedule.config
-    steps = cfg.sampling_steps if steps is None else steps
+    cfg = schedule.config.sampling
+    steps = cfg.steps if steps is None else steps
     eta = cfg.eta if eta is None else eta
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1]; got {eta}")
     if not 0.0 < strength <= 1.0:
         raise ValueError(f"strength must be in (0, 1]; got {strength}")
     T = schedule.num_train_timesteps
-    timesteps = sampling_timesteps(T, steps, cfg.timestep_spacing if spacing is None else spacing, cfg.steps_offset)
-    prevs = previous_timesteps(timesteps, T, prev_rule)
+    timesteps = sampling_timesteps(T, steps, cfg.spacing if spacing is None else spacing, cfg.steps_offset)
+    prevs = previous_timesteps(timesteps, T, cfg.prev_rule if prev_rule is None else prev_rule)
     if init is not None:
         skip = len(timesteps) - max(1, int(strength * len(timesteps)))
         timesteps, prevs = timesteps[skip:], prevs[skip:]
         noise = x_T if isinstance(x_T, torch.Tensor) else _randn(x_T, generator, init)
         x_T = schedule.q_sample(init, timesteps[0], noise)  # x_t = sqrt(abar_t) init + sqrt(1 - abar_t) noise
-    abar = schedule.alphas_cumprod
+    clip = _clip(schedule, clip_sample)
 
-    def step(x, x0, eps, t, t_prev):
-        a_t = float(abar[t])
-        a_prev = float(abar[t_prev]) if t_prev >= 0 else schedule.final_alpha_cumprod
-        sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
-        x = a_prev**0.5 * x0 + (1 - a_prev - sigma**2) ** 0.5 * eps
-        return x + sigma * _randn(x.shape, generator, x) if eta > 0 else x
+    def step(out, x, t, t_prev):
+        z = _randn(x.shape, generator, x) if eta > 0 else None
+        return ddim_step(schedule, out, x, t, t_prev, eta=eta, clip=clip, noise=z)
 
-    return _loop(model, schedule, x_T, timesteps, step, prevs, clip_sample, generator, return_intermediates,
-                 progress, "DDIM")
+    return _loop(model, schedule, x_T, timesteps=timesteps, prevs=prevs, step=step, generator=generator,
+                 return_intermediates=return_intermediates, progress=progress, desc="DDIM")
 
 
 def guided(model: Callable[..., torch.Tensor], cond: Any, null_cond: Any, scale: float) -> Model:

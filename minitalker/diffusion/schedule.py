@@ -13,12 +13,18 @@ A network can be trained to predict one of three equivalent quantities from ``(x
   (Salimans & Ho 2022, "Progressive distillation", section 4).
 
 Given ``x_t`` any one of them determines the other two; :class:`NoiseSchedule` converts between them.
+
+A model's settings come in three parts (:class:`DiffusionConfig`): what it was trained with
+(:class:`ScheduleConfig`, fixed once trained), how it samples (:class:`SamplingConfig`, free to
+change at every call) and the loss weighting (``min_snr_gamma``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -27,11 +33,78 @@ from minitalker.config import PresetConfig
 BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 SPACINGS = ("leading", "trailing", "linspace")
+PREV_RULES = ("sequence", "diffusers")
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+
+
+@dataclass
+class ScheduleConfig(PresetConfig):
+    """What a checkpoint was trained with: the noise schedule and what the network predicts.
+
+    ``beta_start``/``beta_end`` are used by the linear schedules only; ``cosine`` is diffusers'
+    ``"squaredcos_cap_v2"`` (betas capped at ``max_beta``).
+    """
+
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "cosine"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    max_beta: float = 0.999
+    prediction_type: str = "v_prediction"
+
+    def __post_init__(self) -> None:
+        _check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
+        _check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        if self.num_train_timesteps < 1:
+            raise ValueError(f"num_train_timesteps must be >= 1; got {self.num_train_timesteps}")
+
+
+@dataclass
+class SamplingConfig(PresetConfig):
+    """How a model samples by default: the samplers' keyword arguments of the same names.
+
+    ``steps`` DDIM steps visited with ``spacing`` (see :func:`~minitalker.diffusion.samplers.sampling_timesteps`;
+    ``steps_offset`` is added to "leading" ones), landing by ``prev_rule``
+    (:func:`~minitalker.diffusion.samplers.previous_timesteps`); ``eta`` is DDIM's noise (0: deterministic).
+    ``set_alpha_to_one``, ``steps_offset`` and the clipping fields mirror diffusers' ``DDIMScheduler``
+    options of the same names.
+    """
+
+    steps: int = 10
+    spacing: str = "trailing"
+    eta: float = 0.0
+    clip_sample: bool = True  # clip predicted x0 to [-r, r] while sampling (images live in [-1, 1])
+    clip_sample_range: float = 1.0
+    set_alpha_to_one: bool = True  # DDIM's alpha_bar "before step 0": 1 (the paper) or alpha_bar_0
+    steps_offset: int = 0  # added to "leading" timesteps (Stable Diffusion uses 1)
+    prev_rule: str = "sequence"  # where a DDIM step lands: the next visited timestep, or diffusers' t - T // steps
+
+    def __post_init__(self) -> None:
+        _check_choice("spacing", self.spacing, SPACINGS)
+        _check_choice("prev_rule", self.prev_rule, PREV_RULES)
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1]; got {self.eta}")
+
+    @classmethod
+    def fast(cls) -> SamplingConfig:
+        return cls(steps=10)  # 10 DDIM steps: as good as 25 (docs/design_notes.md)
+
+    @classmethod
+    def full(cls) -> SamplingConfig:
+        return cls(steps=25)
+
+
+#: Names of the one-level layout (checkpoints saved before the split) that differ from the split configs'.
+FLAT_NAMES = {"sampling_steps": "steps", "timestep_spacing": "spacing"}
 
 
 @dataclass
 class DiffusionConfig(PresetConfig):
-    """The noise schedule, what the network predicts, and the sampler's defaults.
+    """The noise schedule a model was trained with, how it samples, and the loss weighting.
 
     Defaults (both presets): a cosine schedule with v-prediction, sampled with few DDIM steps spaced
     "trailing". Why, for 64x64 faces:
@@ -45,49 +118,48 @@ class DiffusionConfig(PresetConfig):
     * "trailing" spacing starts sampling at ``t = T-1``, the only step the model saw at that noise
       level (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed").
 
-    ``beta_start``/``beta_end`` are used by the linear schedules only; ``cosine`` is diffusers'
-    ``"squaredcos_cap_v2"`` (betas capped at ``max_beta``). ``set_alpha_to_one`` and
-    ``steps_offset`` mirror diffusers' ``DDIMScheduler`` options of the same name.
+    ``min_snr_gamma``: the loss weighting of Hang et al. 2023 (see :meth:`NoiseSchedule.diffusion_loss`);
+    None = plain MSE. One number needs no config class of its own.
     """
 
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "cosine"
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    max_beta: float = 0.999
-    prediction_type: str = "v_prediction"
-    clip_sample: bool = True  # clip predicted x0 to [-r, r] while sampling (images live in [-1, 1])
-    clip_sample_range: float = 1.0
-    set_alpha_to_one: bool = True  # DDIM's alpha_bar "before step 0": 1 (the paper) or alpha_bar_0
-    steps_offset: int = 0  # added to "leading" timesteps (Stable Diffusion uses 1)
-    min_snr_gamma: float | None = 5.0  # loss weighting of Hang et al. 2023; None = plain MSE
-    sampling_steps: int = 10  # DDIM defaults used by the talking-face pipeline
-    timestep_spacing: str = "trailing"
-    eta: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in [
-            ("beta_schedule", self.beta_schedule, BETA_SCHEDULES),
-            ("prediction_type", self.prediction_type, PREDICTION_TYPES),
-            ("timestep_spacing", self.timestep_spacing, SPACINGS),
-        ]:
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
-        if self.num_train_timesteps < 1:
-            raise ValueError(f"num_train_timesteps must be >= 1; got {self.num_train_timesteps}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1]; got {self.eta}")
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    min_snr_gamma: float | None = 5.0
 
     @classmethod
     def fast(cls) -> DiffusionConfig:
-        return cls(sampling_steps=10)  # 10 DDIM steps: as good as 25 (docs/design_notes.md)
+        return cls(sampling=SamplingConfig.fast())
 
     @classmethod
     def full(cls) -> DiffusionConfig:
-        return cls(sampling_steps=25)
+        return cls(sampling=SamplingConfig.full())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DiffusionConfig:
+        """From :meth:`to_dict`'s nested layout, or from the flat one of earlier checkpoints (:meth:`from_flat`)."""
+        if not {"schedule", "sampling"} & d.keys():
+            return cls.from_flat(d)
+        parts = {"schedule": ScheduleConfig, "sampling": SamplingConfig}
+        return super().from_dict({k: parts[k].from_dict(v) if k in parts else v for k, v in d.items()})
+
+    @classmethod
+    def from_flat(cls, d: dict[str, Any]) -> DiffusionConfig:
+        """From one level of names: what checkpoints saved before the split hold (``model_config.diffusion``).
+
+        Every field at the top, with ``sampling_steps`` for ``steps`` and ``timestep_spacing`` for
+        ``spacing`` (:data:`FLAT_NAMES`): diffusers' scheduler names, so a scheduler config reads the
+        same way. Fields not given take their defaults.
+        """
+        d = {FLAT_NAMES.get(k, k): v for k, v in d.items()}
+        names = {c: {f.name for f in dataclasses.fields(c)} for c in (ScheduleConfig, SamplingConfig)}
+        unknown = set(d) - names[ScheduleConfig] - names[SamplingConfig] - {"min_snr_gamma"}
+        if unknown:
+            raise ValueError(f"DiffusionConfig has no fields {sorted(unknown)}: was this saved by another version?")
+        part = {c: c(**{k: v for k, v in d.items() if k in names[c]}) for c in names}
+        return cls(part[ScheduleConfig], part[SamplingConfig], **{k: d[k] for k in ("min_snr_gamma",) if k in d})
 
 
-def make_betas(cfg: DiffusionConfig) -> torch.Tensor:
+def make_betas(cfg: ScheduleConfig) -> torch.Tensor:
     """``beta_t`` for ``t = 0 .. T-1`` in float64, shape ``(T,)``.
 
     * linear: DDPM section 4, ``beta`` from ``beta_start`` to ``beta_end``;
@@ -111,23 +183,24 @@ def make_betas(cfg: DiffusionConfig) -> torch.Tensor:
 class NoiseSchedule:
     """``betas``, ``alphas``, ``alphas_cumprod`` (each ``(T,)``), computed in float64, kept in ``dtype``.
 
+    ``config`` is the whole :class:`DiffusionConfig`: the samplers take their defaults from ``config.sampling``.
     Every method takes a batch of integer timesteps ``t`` of shape ``(B,)`` (or one int for the whole
     batch) and samples of shape ``(B, ...)``; per-timestep coefficients broadcast over ``...``.
     """
 
     def __init__(self, config: DiffusionConfig | None = None, dtype: torch.dtype = torch.float32, device=None):
         self.config = config or DiffusionConfig.preset()
-        betas = make_betas(self.config)
+        betas = make_betas(self.config.schedule)
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         self.betas = betas.to(dtype=dtype, device=device)
         self.alphas = (1.0 - betas).to(dtype=dtype, device=device)
         self.alphas_cumprod = alphas_cumprod.to(dtype=dtype, device=device)
         # alpha_bar "at t = -1", where DDIM's last step lands (DDIM section 4.1 sets alpha_0 := 1)
-        self.final_alpha_cumprod = 1.0 if self.config.set_alpha_to_one else float(alphas_cumprod[0])
+        self.final_alpha_cumprod = 1.0 if self.config.sampling.set_alpha_to_one else float(alphas_cumprod[0])
 
     @property
     def num_train_timesteps(self) -> int:
-        return self.config.num_train_timesteps
+        return self.config.schedule.num_train_timesteps
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> NoiseSchedule:
         """A copy on ``device`` / in ``dtype`` (recomputed from float64, not re-rounded)."""
@@ -208,7 +281,7 @@ class NoiseSchedule:
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """What the network should output for ``x_t = q_sample(x0, t, noise)``: eps, x0 or v. ``(B, ...)``."""
         self._same_shape(x0=x0, noise=noise)
-        kind = self.config.prediction_type
+        kind = self.config.schedule.prediction_type
         return noise if kind == "epsilon" else x0 if kind == "sample" else self.velocity(x0, noise, t)
 
     def predict_x0_eps(
@@ -222,7 +295,7 @@ class NoiseSchedule:
         """
         self._same_shape(x_t=x_t, model_out=model_out)
         a = self._at(self.alphas_cumprod, t, x_t)
-        kind = self.config.prediction_type
+        kind = self.config.schedule.prediction_type
         if kind == "epsilon":
             return (x_t - (1 - a).sqrt() * model_out) / a.sqrt(), model_out
         if kind == "sample":
@@ -281,7 +354,7 @@ class NoiseSchedule:
                 raise ValueError(f"min_snr_gamma must be > 0 (or None); got {min_snr_gamma}")
             snr = self.snr(t).to(err)
             clipped = snr.clamp(max=min_snr_gamma)
-            kind = self.config.prediction_type
+            kind = self.config.schedule.prediction_type
             w = clipped / snr if kind == "epsilon" else clipped / (snr + 1) if kind == "v_prediction" else clipped
             per_sample = w * per_sample
         return per_sample.mean()

@@ -16,8 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from minitalker.config import PresetConfig
-from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
+from minitalker.config import PresetConfig, check_positive
+from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule, SamplingConfig
 
 
 @dataclass
@@ -30,11 +30,13 @@ class ToyConfig(PresetConfig):
     batch_size: int = 256
     lr: float = 5e-3
     seed: int = 0
-    diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(clip_sample=False, min_snr_gamma=None))
+    diffusion: DiffusionConfig = field(
+        default_factory=lambda: DiffusionConfig(sampling=SamplingConfig(clip_sample=False), min_snr_gamma=None))
 
     def __post_init__(self) -> None:
         if isinstance(self.diffusion, dict):  # from_dict / JSON
             self.diffusion = DiffusionConfig.from_dict(self.diffusion)
+        check_positive(self, "hidden", "blocks", "train_steps", "batch_size", "lr")
 
     @classmethod
     def fast(cls) -> ToyConfig:
@@ -74,7 +76,7 @@ class ToyDenoiser(nn.Module):
     def __init__(self, cfg: ToyConfig | None = None):
         super().__init__()
         cfg = cfg or ToyConfig.preset()
-        self.num_train_timesteps = cfg.diffusion.num_train_timesteps
+        self.num_train_timesteps = cfg.diffusion.schedule.num_train_timesteps
         self.register_buffer("freqs", torch.exp(torch.linspace(0, math.log(1000), 16)), persistent=False)  # (16,)
         self.embed_t = nn.Sequential(nn.Linear(32, cfg.hidden), nn.SiLU())
         self.embed_x = nn.Linear(2, cfg.hidden)

@@ -1,4 +1,4 @@
-"""The iBUG 68-point landmark scheme: named groups, masks, normalisation and mouth measures.
+"""The iBUG 68-point landmark scheme: named groups, masks, normalisation, crop units and mouth measures.
 
 Point indices (0-based), as in the 300-W / iBUG annotation and dlib's 68-point predictor::
 
@@ -92,6 +92,21 @@ def denormalise(lm_c: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
     lm_c = np.asarray(lm_c, dtype=np.float32)
     back = np.einsum("...ji,...pj->...pi", params["rot"], lm_c / params["scale"][..., None, None])
     return (back + params["origin"][..., None, :]).astype(np.float32)
+
+
+def crop_to_unit(lm, size: int):
+    """Crop pixels → [-1, 1] of an ``S x S`` crop: ``u = x / (S - 1) * 2 - 1`` (numpy or torch, any shape).
+
+    Pixel centres sit at the integers 0 … S - 1, so pixel 0 maps to -1 and pixel S - 1 to +1, as in
+    ``F.grid_sample(..., align_corners=True)``. The one convention for every network that reads or
+    writes landmarks in crop units (the UNet's tokens and grounded queries, the landmark regressor).
+    """
+    return lm / (size - 1) * 2 - 1
+
+
+def unit_to_crop(u, size: int):
+    """Inverse of :func:`crop_to_unit`: ``x = (u + 1) / 2 * (S - 1)``."""
+    return (u + 1) / 2 * (size - 1)
 
 
 def inter_ocular(lm: np.ndarray) -> np.ndarray:

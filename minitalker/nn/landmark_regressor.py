@@ -19,7 +19,7 @@ e.g. Sun et al. 2013, Zhang et al. 2014, with the two images stacked as in FlowN
     frame, reference (B, 3, S, S) each, in [-1, 1] → stacked (B, 6, S, S)
       → per width w: [3×3 conv stride 2 → BN → SiLU → 3×3 conv → BN → SiLU]   (S/2, S/4, ...)
       → adaptive average pool to 4×4 → flatten → Linear → SiLU → Linear(136) = displacement
-      → + reference landmarks → landmarks (B, 68, 2) in [-1, 1] of the crop (u = x / S * 2 - 1)
+      → + reference landmarks → landmarks (B, 68, 2) in [-1, 1] of the crop (scheme.crop_to_unit)
 
 The head keeps the 4×4 layout (no global pooling): *where* a feature is carries the coordinate.
 The last layer starts at zero, so an untrained model returns the reference landmarks.
@@ -36,9 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from minitalker.config import DATA_DIR, PresetConfig
-from minitalker.io import load_checkpoint, suffixed
-from minitalker.landmarks.scheme import check_landmarks
+from minitalker.config import DATA_DIR, PresetConfig, check_positive
+from minitalker.io import load_checkpoint, model_weights, suffixed
+from minitalker.landmarks.scheme import check_landmarks, crop_to_unit, unit_to_crop
+from minitalker.pixels import to_tensor
 
 CHECKPOINT = DATA_DIR / "checkpoints" / "landmark_regressor_fast"  # the shipped one (64 px corpus frames)
 
@@ -53,20 +54,10 @@ class RegressorConfig(PresetConfig):
     def full(cls) -> "RegressorConfig":
         return cls(widths=(32, 64, 128, 256), hidden=512)
 
-
-def to_unit(landmarks: np.ndarray | torch.Tensor, size: int):
-    """Crop pixels → [-1, 1] of the crop: ``u = x / S * 2 - 1`` (the UNet tokens' convention)."""
-    return landmarks / size * 2 - 1
-
-
-def to_pixels(unit: np.ndarray | torch.Tensor, size: int):
-    """Inverse of :func:`to_unit`: ``x = (u + 1) / 2 * S``."""
-    return (unit + 1) / 2 * size
-
-
-def frames_to_input(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``(B, S, S, 3)`` → float ``(B, 3, S, S)`` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    def __post_init__(self):
+        check_positive(self, "image_size", "hidden")
+        if not self.widths or min(self.widths) < 1:
+            raise ValueError(f"widths must be one or more positive channel counts, e.g. (16, 32, 64, 128); got {self.widths}")
 
 
 class LandmarkRegressor(nn.Module):
@@ -97,19 +88,19 @@ class LandmarkRegressor(nn.Module):
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (S, S, 3) or reference.shape != (S, S, 3):
             raise ValueError(f"this regressor reads ({S}x{S}) crops: expected frames (T, {S}, {S}, 3) uint8 and a "
                              f"reference ({S}, {S}, 3), got {frames.shape} {frames.dtype} and {reference.shape}; "
-                             "train one for your size (python -m minitalker.train.landmark_regressor --size N)")
+                             "train one for your size (minitalker train regressor --size N)")
         device = self.head[-1].weight.device
-        ref = frames_to_input(reference[None]).to(device)
-        ref_lm = to_unit(check_landmarks(ref_landmarks, "ref_landmarks").reshape(1, 68, 2), S)
+        ref = to_tensor(reference, device)
+        ref_lm = crop_to_unit(check_landmarks(ref_landmarks, "ref_landmarks").reshape(1, 68, 2), S)
         ref_lm = torch.as_tensor(ref_lm, device=device)
         was_training = self.training
         self.eval()
         out = []
         for i in range(0, len(frames), batch_size):
-            x = frames_to_input(frames[i:i + batch_size]).to(device)
+            x = to_tensor(frames[i:i + batch_size], device)
             out.append(self(x, ref.expand(len(x), -1, -1, -1), ref_lm.expand(len(x), -1, -1)).float().cpu())
         self.train(was_training)
-        return to_pixels(torch.cat(out).numpy(), S).astype(np.float32)
+        return unit_to_crop(torch.cat(out).numpy(), S).astype(np.float32)
 
 
 def load_landmark_regressor(size: int | None = None, path: str | os.PathLike = CHECKPOINT) -> LandmarkRegressor:
@@ -121,13 +112,13 @@ def load_landmark_regressor(size: int | None = None, path: str | os.PathLike = C
     path = Path(path)
     if not suffixed(path, ".json").exists():
         raise FileNotFoundError(f"no landmark regressor at {path}.json: train it with "
-                                "`python -m minitalker.train.landmark_regressor` (about 3 minutes on one CPU core)")
+                                "`minitalker train regressor` (about 3 minutes on one CPU core)")
     tensors, meta = load_checkpoint(path)
     cfg = RegressorConfig.from_dict(meta["model_config"])
     if size is not None and size != cfg.image_size:
         raise ValueError(f"the landmark regressor at {path} reads {cfg.image_size}px crops, but these frames are "
-                         f"{size}px: train one with `python -m minitalker.train.landmark_regressor --size {size}` "
+                         f"{size}px: train one with `minitalker train regressor --size {size}` "
                          "and pass it as regressor=")
     model = LandmarkRegressor(cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    model.load_state_dict(model_weights(tensors))
     return model.eval()

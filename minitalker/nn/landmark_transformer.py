@@ -54,13 +54,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..audio import AudioConfig, audio_features
-from ..config import DATA_DIR, PresetConfig
-from ..io import check_kind, load_checkpoint
+from ..config import DATA_DIR, PresetConfig, check_fraction, check_non_negative, check_positive
+from ..io import check_kind, load_checkpoint, model_weights
 from ..landmarks import scheme
+from .layers import attention, fourier_features
 
 HIDDEN = np.flatnonzero(scheme.COMPLETION_MASK)  # (31,) indices predicted from audio
 VISIBLE = np.flatnonzero(~scheme.COMPLETION_MASK)  # (37,) indices copied from the reference
@@ -93,13 +93,22 @@ class LandmarkTransformerConfig(PresetConfig):
     def full(cls) -> "LandmarkTransformerConfig":
         return cls(mel_patch=2, clip_frames=32, d_model=256, n_heads=8, n_layers=6, mlp_ratio=4, dropout=0.1)
 
-    def check(self) -> None:
-        if self.window % self.mel_patch or self.d_model % self.n_heads:
-            raise ValueError(f"need window % mel_patch == 0 and d_model % n_heads == 0; got {self}")
+    def __post_init__(self):
+        check_positive(self, "n_mels", "window", "mel_patch", "clip_frames", "d_model", "n_heads", "n_layers",
+                       "mlp_ratio", "mel_std")
+        check_non_negative(self, "n_reference_layers", "n_freqs", "lifter")
+        check_fraction(self, "dropout")
+        if self.window % self.mel_patch:
+            raise ValueError(f"mel_patch={self.mel_patch} must divide window={self.window} (the window is cut into "
+                             "audio tokens of mel_patch frames): give e.g. window 20 with mel_patch 4 or 2")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}: give e.g. d_model 64 with "
+                             "n_heads 4")
 
 
 class Attention(nn.Module):
-    """Multi-head scaled dot-product attention ``softmax(q kᵀ/√d_h) v`` over the tokens of ``x (B, N, d)``."""
+    """Multi-head self-attention over the tokens of ``x (B, N, d)``: one projection to q, k, v, then
+    :func:`~minitalker.nn.layers.attention` (``softmax(q kᵀ/√d_h) v`` per head), then an output projection."""
 
     def __init__(self, d: int, heads: int, dropout: float):
         super().__init__()
@@ -107,10 +116,9 @@ class Attention(nn.Module):
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, d = x.shape
-        q, k, v = self.qkv(x).view(B, N, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # each (B, h, N, d_h)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(B, N, d))
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # (B, N, d) each
+        y, _ = attention(q, k, v, self.heads, dropout=self.dropout if self.training else 0.0)
+        return self.proj(y)
 
 
 class Block(nn.Module):
@@ -146,11 +154,9 @@ class LandmarkCompletionTransformer(nn.Module):
     def __init__(self, cfg: LandmarkTransformerConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or LandmarkTransformerConfig()
-        cfg.check()
         d, n_audio = cfg.d_model, cfg.window // cfg.mel_patch
         self.audio_in = nn.Linear(cfg.mel_patch * cfg.n_mels, d)
         self.audio_pos = nn.Parameter(torch.randn(n_audio, d) * 0.02)  # where in the window
-        self.register_buffer("freqs", 2.0 ** torch.arange(cfg.n_freqs) * math.pi, persistent=False)
         self.point_in = nn.Linear(4 * cfg.n_freqs, d)
         self.mask_token = nn.Parameter(torch.randn(d) * 0.02)  # stands in for every hidden point
         self.point_pos = nn.Parameter(torch.randn(scheme.N_POINTS, d) * 0.02)  # which of the 68 points
@@ -175,8 +181,7 @@ class LandmarkCompletionTransformer(nn.Module):
         each + its point embedding + the landmark modality; then the reference encoder's blocks.
         """
         B = len(reference)
-        xy = reference[:, self.visible, :, None] * self.freqs  # (B, 37, 2, F)
-        fourier = torch.cat([xy.sin(), xy.cos()], -1).flatten(2)  # (B, 37, 4F)
+        fourier = fourier_features(reference[:, self.visible], self.cfg.n_freqs, include_input=False)  # (B, 37, 4F)
         x = self.mask_token.expand(B, scheme.N_POINTS, -1).clone()  # (B, 68, d): [MASK] everywhere ...
         x[:, self.visible] = self.point_in(fourier)  # ... but where a point is visible
         x = x + self.point_pos + self.modality[1]
@@ -289,9 +294,8 @@ def model_from_checkpoint(path: str | os.PathLike, config: LandmarkTransformerCo
         diff = [k for k, v in config.to_dict().items() if saved.to_dict()[k] != v]
         raise ValueError(f"{path} was trained with another LandmarkTransformerConfig (differs in {diff}): "
                          "load it without a config, or train one with yours (`minitalker train landmarks`)")
-    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
     model = LandmarkCompletionTransformer(saved)
-    weights = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+    weights = model_weights(tensors)
     missing, unknown = set(model.state_dict()) - set(weights), set(weights) - set(model.state_dict())
     if missing or unknown:  # e.g. the earlier layout, which attended to the visible points in every block
         raise ValueError(f"{path} holds weights of another LandmarkCompletionTransformer layout (missing "

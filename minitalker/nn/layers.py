@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..landmarks.scheme import crop_to_unit
+
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps, Vaswani et al. (2017) section 3.5.
@@ -41,15 +43,17 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, dim)
 
 
-def fourier_features(p: torch.Tensor, n_freqs: int) -> torch.Tensor:
+def fourier_features(p: torch.Tensor, n_freqs: int, include_input: bool = True) -> torch.Tensor:
     """``[p, sin(2^k π p), cos(2^k π p) for k < n_freqs]``: (..., 2) -> (..., 2 + 4 n_freqs).
 
     An MLP fed raw coordinates learns smooth functions only; sines of growing frequency let it
     resolve a lip moving by a pixel (the finest period is 2 / 2^(n_freqs - 1) in [-1, 1] units).
+    ``include_input=False`` leaves out ``p`` itself: (..., 4 n_freqs), the sines and cosines alone.
+    Order: ``p``, then the sines of x at every frequency, of y, then the cosines likewise.
     """
     freqs = 2.0 ** torch.arange(n_freqs, device=p.device, dtype=p.dtype) * math.pi  # (F,)
     args = (p[..., None] * freqs).flatten(-2)  # (..., 2F)
-    return torch.cat([p, args.sin(), args.cos()], dim=-1)
+    return torch.cat([p, args.sin(), args.cos()] if include_input else [args.sin(), args.cos()], dim=-1)
 
 
 def cell_centres(h: int, w: int, factor: int, device=None) -> torch.Tensor:
@@ -57,10 +61,10 @@ def cell_centres(h: int, w: int, factor: int, device=None) -> torch.Tensor:
     ``(h f) x (w f)`` image, as (x, y) in the landmark tokens' [-1, 1] convention: ``(h*w, 2)``.
 
     Cell ``j`` covers image pixels ``j f … (j + 1) f - 1``; its centre ``u = j f + (f - 1) / 2`` maps to
-    ``u / (S - 1) * 2 - 1`` like a landmark at pixel ``u`` (:func:`minitalker.face_agent.landmark_tokens_input`).
+    ``u / (S - 1) * 2 - 1`` like a landmark at pixel ``u`` (:func:`minitalker.landmarks.scheme.crop_to_unit`).
     """
     def axis(n):
-        return (torch.arange(n, device=device, dtype=torch.float32) * factor + (factor - 1) / 2) / (n * factor - 1) * 2 - 1
+        return crop_to_unit(torch.arange(n, device=device, dtype=torch.float32) * factor + (factor - 1) / 2, n * factor)
     y, x = torch.meshgrid(axis(h), axis(w), indexing="ij")
     return torch.stack([x, y], -1).reshape(-1, 2)
 
@@ -112,21 +116,21 @@ class ResBlock(nn.Module):
         return self.skip(x) + self.conv2(self.drop(F.silu(h)))
 
 
-def attention(q, k, v, heads: int, return_probs: bool = False):
+def attention(q, k, v, heads: int, return_probs: bool = False, dropout: float = 0.0):
     """Multi-head scaled dot-product attention, ``softmax(q k^T / sqrt(d)) v`` per head (Vaswani et al.).
 
     q (B, N, C), k and v (B, M, C) -> out (B, N, C) and, when ``return_probs``, the attention
     probabilities (B, heads, N, M), which sum to 1 over the M keys. Without probabilities we call
     the fused kernel (``F.scaled_dot_product_attention``, which never builds the N x M matrix);
-    with them, the same computation written out.
+    with them, the same computation written out. ``dropout``: on the probabilities (pass 0 at eval).
     """
     B, N, C = q.shape
     q, k, v = (z.unflatten(-1, (heads, -1)).transpose(1, 2) for z in (q, k, v))  # (B, heads, N|M, d)
     if return_probs:
         probs = (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(dim=-1)  # (B, heads, N, M)
-        out = probs @ v
+        out = (F.dropout(probs, dropout) if dropout else probs) @ v
     else:
-        probs, out = None, F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
+        probs, out = None, F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)  # (B, heads, N, d)
     return out.transpose(1, 2).reshape(B, N, C), probs
 
 

@@ -8,8 +8,8 @@ landmarks of the target frame into 68 tokens. Token ``i`` says "point ``i`` is a
 * ``fourier(p) = [p, sin(2^k pi p), cos(2^k pi p) for k < n_freqs]`` (Fourier features, Tancik et
   al. 2020): an MLP fed raw coordinates learns smooth functions only, while sines of growing
   frequency let it resolve a lip moving by a pixel. Coordinates are normalised to the crop,
-  ``crop_pixels / size * 2 - 1``, so [-1, 1] spans it; with 6 frequencies the finest period is
-  1/32 of the crop (2 pixels at 64x64).
+  ``crop_pixels / (size - 1) * 2 - 1`` (:func:`~minitalker.landmarks.scheme.crop_to_unit`), so [-1, 1]
+  spans it; with 6 frequencies the finest period is 1/32 of the crop (2 pixels at 64x64).
 * ``E[i]`` is a learned point-index embedding: attention is blind to order, so this is how the
   model knows which token is the upper lip and which the chin.
 

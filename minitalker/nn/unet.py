@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import PresetConfig
+from ..config import PresetConfig, check_fraction, check_non_negative, check_positive
 from .layers import ResBlock, SelfAttention2d, SpatialTransformer, group_norm, timestep_embedding, zero_init
 from .tokenizer import LandmarkTokenizer
 
@@ -49,12 +49,26 @@ class UNetConfig(PresetConfig):
         self.widths, self.cross_attn_levels, self.self_attn_levels = (
             tuple(self.widths), tuple(self.cross_attn_levels), tuple(self.self_attn_levels))
         n = len(self.widths)
+        check_positive(self, "image_size", "in_channels", "out_channels", "blocks_per_level", "token_dim", "heads",
+                       "norm_groups")
+        check_non_negative(self, "cond_channels")
+        check_fraction(self, "dropout")
+        if not self.widths or any(w % self.norm_groups for w in self.widths):
+            raise ValueError(f"norm_groups={self.norm_groups} must divide every width (GroupNorm splits channels into "
+                             f"that many groups); widths {self.widths} do not all divide: give e.g. widths (32, 64, 128, "
+                             "128) with norm_groups 32, or norm_groups 8 for narrow widths")
         for name in ("cross_attn_levels", "self_attn_levels"):
             bad = [lv for lv in getattr(self, name) if not 0 <= lv < n]
             if bad:
-                raise ValueError(f"{name} {bad} out of range: there are {n} levels (0..{n - 1})")
+                raise ValueError(f"{name} {bad} out of range: there are {n} levels, give levels in 0..{n - 1}")
+        heads_misfit = [self.widths[lv] for lv in {*self.cross_attn_levels, *self.self_attn_levels}
+                        if self.widths[lv] % self.heads]
+        if heads_misfit:
+            raise ValueError(f"heads={self.heads} must divide the width of every attention level; {heads_misfit} "
+                             "is not divisible: choose heads that divide it (e.g. 4 for widths 64, 128)")
         if self.image_size % 2 ** (n - 1):
-            raise ValueError(f"image_size={self.image_size} must be divisible by 2**(levels-1) = {2 ** (n - 1)}")
+            raise ValueError(f"image_size={self.image_size} must be divisible by 2**(levels-1) = {2 ** (n - 1)}: "
+                             f"give a multiple of {2 ** (n - 1)}, or fewer widths")
 
     @classmethod
     def fast(cls) -> "UNetConfig":
@@ -153,6 +167,35 @@ class LandmarkUNet(nn.Module):
         self.conv_out = zero_init(nn.Conv2d(ch, cfg.out_channels, 3, padding=1))
         if cfg.channels_last:
             self.to(memory_format=torch.channels_last)
+
+    # -- the denoiser interface of minitalker.face_agent (shared with pretrained.PretrainedLandmarkUNet) ----
+    @property
+    def image_size(self) -> int:
+        """Side S of the square frames it makes."""
+        return self.cfg.image_size
+
+    @property
+    def channels(self) -> int:
+        """Channels c of the space diffusion runs in: the image's own (pixels)."""
+        return self.cfg.in_channels
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the space diffusion runs in: the image's (pixels)."""
+        return self.cfg.image_size
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of the posed condition, in pixels (before :meth:`encode`)."""
+        return self.cfg.cond_channels
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Identity: this UNet diffuses pixels. (B, k, H, W) -> the same."""
+        return images
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Identity: the sample is the image. (B, 3, H, W) -> the same (not clamped: compositing comes first)."""
+        return z
 
     def check_inputs(self, x_t, t, cond, landmarks):
         """Raise ValueError naming the argument whose shape does not fit the config; return t as (B,)."""

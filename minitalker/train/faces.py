@@ -27,27 +27,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minitalker.config import DATA_DIR, preset_name
+from minitalker.config import preset_name
 from minitalker.data.corpus import Corpus
 from minitalker.data.synthetic import load_corpus
 from minitalker.diffusion.schedule import DiffusionConfig, NoiseSchedule
 from minitalker.face_agent import (
+    SHIPPED,
     FaceAgentConfig,
-    condition,
+    check_channels,
     face_masks,
     generate_frames,
     landmark_tokens_input,
+    load_face_agent,
+    make_loss_fn,
     mouth_box_mask,
     sketch,
-    to_tensor,
     warp_reference,
 )
-from minitalker.io import check_kind, load_checkpoint, load_meta, save_checkpoint
+from minitalker.io import export_weights, load_checkpoint, save_checkpoint
 from minitalker.landmarks.scheme import denormalise, normalise
 from minitalker.nn.unet import LandmarkUNet, UNetConfig
+from minitalker.pixels import to_tensor
 from minitalker.train.loop import TrainConfig, Trainer, ship_training_log
-
-SHIPPED = DATA_DIR / "checkpoints" / "faces_fast"
 
 
 class FrameBank:
@@ -168,24 +169,6 @@ def make_batch_fn(bank: FrameBank, cfg: FaceAgentConfig, n_timesteps: int):
     return batch_fn
 
 
-def pose(b: dict[str, torch.Tensor]) -> torch.Tensor:
-    """A training batch's ``cond``: the reference, the target with the mask's area hidden, [warp], [sketch]."""
-    return condition(b["reference"], b["x0"], b["mask"], b.get("warped"), b.get("sketch"))
-
-
-def make_loss_fn(schedule: NoiseSchedule):
-    """``loss_fn(unet, batch) -> {"loss"}``: DDPM's L_simple on v, min-SNR and mouth weighted."""
-
-    def loss_fn(unet, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        t = b["t"]
-        x_t = schedule.q_sample(b["x0"], t, b["noise"])  # (B, 3, S, S)
-        out = unet(x_t, t, pose(b), b["landmarks"], drop=b["drop"])
-        loss = schedule.diffusion_loss(out, b["x0"], b["noise"], t, schedule.config.min_snr_gamma, b["weight"])
-        return {"loss": loss}
-
-    return loss_fn
-
-
 def make_eval_fn(bank: FrameBank, schedule: NoiseSchedule, cfg: FaceAgentConfig, n: int = 16, steps: int = 10):
     """Validation: DDIM-sample ``n`` fixed val frames from the neutral reference, from pure noise
     (``strength`` 1: the whole model is scored, the same for every run); mouth-box MSE.
@@ -216,6 +199,18 @@ def make_eval_fn(bank: FrameBank, schedule: NoiseSchedule, cfg: FaceAgentConfig,
 
 
 @dataclasses.dataclass
+class FaceTrainConfig(TrainConfig):
+    """The shared loop's settings for agent 2 (``full``: :meth:`TrainConfig.full`)."""
+
+    @classmethod
+    def fast(cls) -> "FaceTrainConfig":
+        """~10 img/s on 2 idle CPU cores (1.56 s per step of 16): 2.4k steps take ~1 h, the issue's budget.
+        The learning rate decays only to 1e-4, so a run stopped early is still usable."""
+        return cls(steps=2_400, batch_size=16, lr=5e-4, min_lr=1e-4, warmup_steps=200, ema_decay=0.995,
+                   eval_every=400, ckpt_every=200, log_every=25)
+
+
+@dataclasses.dataclass
 class FaceRun:
     """Everything that defines a face-agent training run (saved with every checkpoint)."""
 
@@ -227,30 +222,14 @@ class FaceRun:
     @classmethod
     def preset(cls, name: str | None = None) -> "FaceRun":
         name = preset_name(name)
-        train = TrainConfig.preset(name)
-        if name == "fast":  # ~10 img/s on 2 idle CPU cores (1.56 s per step of 16): 2.4k steps take ~1 h, the
-            # issue's budget. The learning rate decays only to 1e-4, so a run stopped early is still usable.
-            train = dataclasses.replace(train, steps=2_400, batch_size=16, lr=5e-4, min_lr=1e-4, warmup_steps=200,
-                                        ema_decay=0.995, eval_every=400, ckpt_every=200, log_every=25)
-        return cls(UNetConfig.preset(name), DiffusionConfig.preset(name), FaceAgentConfig.preset(name), train)
+        return cls(UNetConfig.preset(name), DiffusionConfig.preset(name), FaceAgentConfig.preset(name),
+                   FaceTrainConfig.preset(name))
 
     def __post_init__(self):
-        check_channels(self.unet, self.agent)
+        check_channels(self.unet.cond_channels, self.agent)
 
     def model_config(self) -> dict:
         return {"unet": self.unet.to_dict(), "diffusion": self.diffusion.to_dict(), "agent": self.agent.to_dict()}
-
-
-def check_channels(unet: UNetConfig, agent: FaceAgentConfig) -> None:
-    """Raise ValueError unless the UNet takes as many condition channels as the agent's posing makes."""
-    if unet.cond_channels != agent.cond_channels:
-        raise ValueError(f"the UNet takes {unet.cond_channels} condition channels but the agent config makes "
-                         f"{agent.cond_channels} (warp={agent.warp}, sketch={agent.sketch}): set "
-                         f"UNetConfig(cond_channels={agent.cond_channels})")
-
-
-#: What a checkpoint saved before a config field existed was trained with (the earlier layout).
-EARLIER_LAYOUT = {"unet": {"grounded": False}, "agent": {"mask": "half", "warp": False, "sketch": False, "hue_jitter": 0.0}}
 
 
 def train_faces(preset: str | None = None, out: str | Path | None = None, resume: bool = True,
@@ -286,35 +265,6 @@ def train_faces(preset: str | None = None, out: str | Path | None = None, resume
     trainer.fit(resume=resume, stop_at=stop_at)
     print(f"trained to step {trainer.step} in {time.time() - t0:.0f} s; metrics {trainer.metrics}")
     return trainer
-
-
-def face_agent_config(path: str | Path | None = None) -> tuple[UNetConfig, NoiseSchedule, FaceAgentConfig]:
-    """A face checkpoint's configs (UNet, noise schedule, agent) from its JSON alone, no tensor read: what
-    arguments are checked against before the model loads. A checkpoint of the earlier layout (no
-    ``grounded``/``mask``/``warp``/``sketch`` fields) reads as what it is."""
-    meta = load_meta(path or SHIPPED)
-    check_kind(path or SHIPPED, meta, "faces")
-    mc = {k: EARLIER_LAYOUT.get(k, {}) | v for k, v in meta["model_config"].items()}
-    unet_cfg, agent = UNetConfig.from_dict(mc["unet"]), FaceAgentConfig.from_dict(mc["agent"])
-    check_channels(unet_cfg, agent)
-    return unet_cfg, NoiseSchedule(DiffusionConfig.from_dict(mc["diffusion"])), agent
-
-
-def load_face_agent(path: str | Path | None = None, device=None, ema: bool = True):
-    """Load a face checkpoint (``best``/``last`` of a run, or the shipped one) → (unet, schedule, agent cfg).
-
-    Tensors are read from safetensors (no unpickling); the configs from the JSON beside them (:func:`face_agent_config`).
-    """
-    unet_cfg, schedule, agent = face_agent_config(path)
-    tensors, _ = load_checkpoint(path or SHIPPED, device="cpu")
-    unet = LandmarkUNet(unet_cfg)
-    prefix = "ema." if ema and any(k.startswith("ema.") for k in tensors) else "model."
-    state = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
-    unet.load_state_dict(state)
-    unet.eval().requires_grad_(False)
-    if device is not None:
-        unet.to(device)
-    return unet, schedule, agent
 
 
 def evaluate_faces(checkpoint: str | Path | None = None, corpus: Corpus | str | None = None, clips_per_group: int = 4,
@@ -385,7 +335,8 @@ def format_face_results(results: dict) -> str:
 
 def export_face_model(run: str | Path, dest: str | Path = SHIPPED, command: str = "", evaluate: bool | dict = True,
                       which: str = "best") -> dict:
-    """Write ``run/<which>`` as a small fp16 checkpoint (EMA weights) at ``dest`` with its provenance.
+    """Write ``run/<which>`` as a small fp16 checkpoint (EMA weights when kept: :func:`~minitalker.io.export_weights`)
+    at ``dest`` with its provenance.
 
     The JSON records the command, configs, seed, training step and time, the validation metrics and,
     with ``evaluate``, :func:`evaluate_faces` of the fp16 weights we ship (model and baseline; a dict
@@ -393,8 +344,7 @@ def export_face_model(run: str | Path, dest: str | Path = SHIPPED, command: str 
     ``<dest>.metrics.jsonl`` keeps the training log.
     """
     tensors, meta = load_checkpoint(Path(run) / which)
-    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
-    weights = {"ema." + k[len(prefix):]: v.half() for k, v in tensors.items() if k.startswith(prefix)}
+    weights = export_weights(tensors)
     info = {k: meta[k] for k in ("model_config", "train_config", "step", "train_seconds", "corpus", "corpus_preset")}
     info |= {"command": command, "seed": meta["train_config"]["seed"], "val_metrics": meta["metrics"],
              "dtype": "float16", "exported": time.strftime("%Y-%m-%d %H:%M:%S")}

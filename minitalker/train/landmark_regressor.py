@@ -1,6 +1,6 @@
 """Train the landmark regressor (our ruler for 64 px frames) on ground-truth corpus frames only.
 
-    python -m minitalker.train.landmark_regressor            # fast preset → data/checkpoints/landmark_regressor_fast
+    minitalker train regressor --preset fast     # → data/checkpoints/landmark_regressor_fast
 
 Training frames: the corpus ``train`` split (seen faces, mirrored ones included), each paired with a
 reference of the same face, with small random shifts and colour changes. Judged on true frames it
@@ -12,11 +12,8 @@ resolve are of that size, so the ruler must be much finer than that.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -24,17 +21,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from minitalker.config import cache_dir
-from minitalker.io import save_checkpoint, suffixed
-from minitalker.landmarks.scheme import MOUTH, inter_ocular, mouth_error
-from minitalker.nn.landmark_regressor import CHECKPOINT, LandmarkRegressor, RegressorConfig, to_unit
+from minitalker.config import cache_dir, check_non_negative
+from minitalker.io import export_weights, save_checkpoint
+from minitalker.landmarks.scheme import MOUTH, crop_to_unit, inter_ocular, mouth_error
+from minitalker.nn.landmark_regressor import CHECKPOINT, LandmarkRegressor, RegressorConfig
+from minitalker.pixels import to_tensor
 from minitalker.train.loop import TrainConfig, Trainer
 
 
-def default_train_config(steps: int = 1200, seed: int = 0) -> TrainConfig:
-    """The fast run: batch 64, AdamW at 2e-3 with 50 warm-up steps and a cosine decay, no EMA."""
-    return TrainConfig(steps=steps, batch_size=64, lr=2e-3, warmup_steps=50, eval_every=250, ckpt_every=500,
-                       log_every=50, seed=seed)
+@dataclasses.dataclass
+class RegressorTrainConfig(TrainConfig):
+    """The shared loop's settings for the regressor."""
+
+    @classmethod
+    def fast(cls) -> "RegressorTrainConfig":
+        """Batch 64, AdamW at 2e-3 with 50 warm-up steps and a cosine decay over 1 200 steps, no EMA."""
+        return cls(steps=1200, batch_size=64, lr=2e-3, warmup_steps=50, eval_every=250, ckpt_every=500, log_every=50)
+
+    @classmethod
+    def full(cls) -> "RegressorTrainConfig":
+        """The same run: the full preset's wider network (:meth:`RegressorConfig.full`) is what grows."""
+        return cls.fast()
 
 
 class TrueFrames:
@@ -81,37 +88,47 @@ class Augment:
     offset: float = 20.0  # grey levels
     saturation: tuple[float, float] = (0.0, 1.3)  # 0 = grey, 1 = unchanged
 
+    def __post_init__(self):
+        check_non_negative(self, "scale", "rotate", "shift", "jitter", "gain", "offset")
+        if self.scale >= 1 or self.gain >= 1:
+            raise ValueError(f"Augment.scale and .gain draw factors 1 ± value, which must stay positive: give values "
+                             f"below 1 (e.g. 0.15, 0.2); got scale={self.scale}, gain={self.gain}")
+        lo, hi = self.saturation
+        if not 0 <= lo <= hi:
+            raise ValueError(f"Augment.saturation is a range (low, high) with 0 ≤ low ≤ high; got {(lo, hi)}")
+
     def draw(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """→ ``theta (2, 2, 3)`` affine maps (frame, reference) for ``F.affine_grid``, ``look (5,)``
+        """→ ``theta (2, 2, 3)`` affine maps (frame, reference) for ``F.affine_grid`` in [-1, 1] crop units
+        (:func:`~minitalker.landmarks.scheme.crop_to_unit`: a pixel is ``2 / (S - 1)``), ``look (5,)``
         = (gain r, g, b, offset, saturation)."""
         sx, sy = 1 + rng.uniform(-self.scale, self.scale, 2)
         a = np.deg2rad(rng.uniform(-self.rotate, self.rotate))
         A = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.diag([sx, sy])
         t = rng.uniform(-self.shift, self.shift, 2) + rng.uniform(-self.jitter, self.jitter, (2, 2))  # (2, 2) px
-        theta = np.concatenate([np.broadcast_to(A, (2, 2, 2)), (t * 2 / size)[:, :, None]], -1)
+        theta = np.concatenate([np.broadcast_to(A, (2, 2, 2)), (t * 2 / (size - 1))[:, :, None]], -1)
         look = np.array([*(1 + rng.uniform(-self.gain, self.gain, 3)), rng.uniform(-self.offset, self.offset),
                          rng.uniform(*self.saturation)])
         return theta, look
 
 
 def recolour(images: torch.Tensor, look: torch.Tensor) -> torch.Tensor:
-    """``images (B, 3, S, S)`` in 0–255, ``look (B, 5)`` (gain ×3, offset, saturation) → same shape, clipped:
-    ``grey + saturation · (x - grey)``, then ``· gain + offset``."""
+    """``images (B, 3, S, S)`` in [-1, 1], ``look (B, 5)`` (gain ×3, offset in grey levels, saturation) → same
+    shape, clipped: ``x = grey + saturation · (x - grey)``, then the intensity ``x + 1`` times gain, plus
+    ``offset / 127.5``."""
     grey = images.mean(1, keepdim=True)
     x = grey + look[:, 4, None, None, None] * (images - grey)
-    return (x * look[:, :3, None, None] + look[:, 3, None, None, None]).clamp(0, 255)
+    return ((x + 1) * look[:, :3, None, None] + look[:, 3, None, None, None] / 127.5 - 1).clamp(-1, 1)
 
 
 def warp(images: torch.Tensor, landmarks: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Resample ``images (B, C, S, S)`` with ``theta (B, 2, 3)`` (output pixel p reads input at ``A p + t``,
-    bilinear, edges repeated) and move ``landmarks (B, 68, 2)`` ([-1, 1], :func:`to_unit`) with them:
-    ``p = A⁻¹ (q - t)``, in grid_sample's coordinates, which sit half a pixel off ours (``u + 1/S``)."""
-    S = images.shape[-1]
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    bilinear, edges repeated) and move ``landmarks (B, 68, 2)`` with them: ``p = A⁻¹ (q - t)``. Both in
+    [-1, 1] crop units (:func:`~minitalker.landmarks.scheme.crop_to_unit`), which are grid_sample's
+    with ``align_corners=True``."""
+    grid = F.affine_grid(theta, list(images.shape), align_corners=True)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
     A, t = theta[:, :, :2], theta[:, :, 2]
-    moved = torch.linalg.solve(A, (landmarks + 1 / S - t[:, None]).transpose(1, 2)).transpose(1, 2)
-    return out, moved - 1 / S
+    return out, torch.linalg.solve(A, (landmarks - t[:, None]).transpose(1, 2)).transpose(1, 2)
 
 
 def mouth_weighted_l1(pred: torch.Tensor, target: torch.Tensor, mouth_weight: float = 2.0) -> torch.Tensor:
@@ -151,7 +168,7 @@ def train_landmark_regressor(corpus, cfg: RegressorConfig | None = None, train_c
     """
     S = corpus.image_size
     cfg = dataclasses.replace(cfg or RegressorConfig.preset(), image_size=S)
-    train_cfg, augment = train_cfg or default_train_config(), augment or Augment()
+    train_cfg, augment = train_cfg or RegressorTrainConfig.preset(), augment or Augment()
     data, val = TrueFrames(corpus, "train"), TrueFrames(corpus, "val")
     model = LandmarkRegressor(cfg)
 
@@ -171,8 +188,7 @@ def train_landmark_regressor(corpus, cfg: RegressorConfig | None = None, train_c
         theta, look = torch.tensor(theta, dtype=torch.float32), torch.tensor(look, dtype=torch.float32)
 
         def prepare(img, lm, k):  # uint8 (B, S, S, 3), px (B, 68, 2) → (B, 3, S, S), (B, 68, 2), both in [-1, 1]
-            img = recolour(torch.from_numpy(img).permute(0, 3, 1, 2).float(), look) / 127.5 - 1
-            return warp(img, torch.from_numpy(to_unit(lm, S)), theta[:, k])
+            return warp(recolour(to_tensor(img), look), torch.from_numpy(crop_to_unit(lm, S)), theta[:, k])
 
         (x, y), (ref, ref_lm) = prepare(frames, lms, 0), prepare(refs, ref_lms, 1)
         return {"x": x, "y": y, "ref": ref, "ref_lm": ref_lm}
@@ -192,39 +208,27 @@ def train_landmark_regressor(corpus, cfg: RegressorConfig | None = None, train_c
 
 
 def save_regressor(model: LandmarkRegressor, path: str | os.PathLike, meta: dict) -> None:
-    """Ship the weights in fp16 (safetensors) with ``meta`` (config, command, metrics...) as JSON."""
-    tensors = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    """Ship the weights in fp16 (safetensors, ``model.*`` keys) with ``meta`` (config, command, metrics...) as JSON."""
+    tensors = export_weights({f"model.{k}": v for k, v in model.state_dict().items()})
     save_checkpoint(path, tensors, {"model_config": model.cfg.to_dict(), **meta})
 
 
-def main(argv: list[str] | None = None) -> None:
+def train_and_save_regressor(preset: str | None = None, size: int | None = None, steps: int | None = None,
+                             seed: int = 0, out: str | os.PathLike = CHECKPOINT, command: str = "") -> dict[str, float]:
+    """What ``minitalker train regressor`` runs: train on the ``preset`` corpus (``size``: its crop side, default
+    the preset's) with :class:`RegressorTrainConfig` (``steps``: default the preset's), save at ``out`` with
+    its provenance (``command``, configs, times, threads); returns the metrics on held-out true frames."""
     from minitalker.data.synthetic import CorpusConfig, load_corpus
 
-    p = argparse.ArgumentParser(prog="python -m minitalker.train.landmark_regressor", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", choices=("fast", "full"), help="corpus and model preset (default: $MINITALKER_PRESET)")
-    p.add_argument("--size", type=int, help="crop side of the corpus (default: the preset's)")
-    p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(CHECKPOINT), help="checkpoint path without suffix")
-    args = p.parse_args(argv)
-    corpus_cfg = CorpusConfig.preset(args.preset)
-    if args.size:
-        corpus_cfg = dataclasses.replace(corpus_cfg, image_size=args.size)
-    corpus = load_corpus(corpus_cfg)
-    train_cfg = default_train_config(args.steps, args.seed)
-    torch.manual_seed(args.seed)  # the initial weights
+    corpus_cfg = CorpusConfig.preset(preset)
+    corpus = load_corpus(dataclasses.replace(corpus_cfg, image_size=size) if size else corpus_cfg)
+    train_cfg = dataclasses.replace(RegressorTrainConfig.preset(preset), seed=seed, **({"steps": steps} if steps else {}))
+    torch.manual_seed(seed)  # the initial weights
     t0 = time.time()
-    model, report = train_landmark_regressor(corpus, RegressorConfig.preset(args.preset), train_cfg)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    command = shlex.join(["python", "-m", "minitalker.train.landmark_regressor", *(sys.argv[1:] if argv is None else argv)])
-    save_regressor(model, args.out, {
-        "command": command, "seed": args.seed, "train_config": train_cfg.to_dict(), "corpus": corpus.root.name,
+    model, report = train_landmark_regressor(corpus, RegressorConfig.preset(preset), train_cfg)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_regressor(model, out, {
+        "command": command, "seed": seed, "train_config": train_cfg.to_dict(), "corpus": corpus.root.name,
         "train_seconds": report.pop("train_seconds"), "wall_seconds": round(time.time() - t0, 1),
         "torch_threads": torch.get_num_threads(), "metrics_on_true_frames": report})
-    for k, v in report.items():
-        print(f"{k:24s} {v:.4f}")
-    print("wrote", suffixed(args.out, ".safetensors"))
-
-
-if __name__ == "__main__":
-    main()
+    return report

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import preset_name
+from ..config import PRESETS, check_choice, check_fraction, check_non_negative, check_positive, preset_name
 from ..data.corpus import Corpus
 from ..data.datasets import LandmarkClips, MelAugment
 from ..data.synthetic import CorpusConfig, load_corpus
 from ..data.visemes import base_phoneme, phoneme_class
-from ..io import atomic_path, load_checkpoint, save_checkpoint, suffixed
+from ..io import atomic_path, export_weights, load_checkpoint, model_weights, save_checkpoint, suffixed
 from ..landmarks import scheme
 from ..lipsync import evaluate_landmarks_real, format_lipsync
 from ..nn.landmark_transformer import (
@@ -74,6 +74,20 @@ class LandmarkTrainConfig(TrainConfig):
     p_nonspeech: float = 0.05  # MelAugment.p_nonspeech: this fraction of chunks noise, hum or tunes, mouth at rest
     eval_every: int = 0  # 0 = once per epoch (an epoch = as many frames as the training split holds)
     ckpt_every: int = 0  # 0 = once per epoch
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.voices, self.rates = tuple(self.voices), tuple(self.rates)
+        check_choice(self, "corpus", PRESETS)
+        check_positive(self, "voices_per_sentence")
+        check_non_negative(self, "velocity_weight", "speed", "freq_warp", "eq_db")
+        check_fraction(self, "p_band", "p_nonspeech")
+        if any(not 80 <= r <= 450 for r in self.rates):
+            raise ValueError(f"rates {self.rates}: espeak-ng speaks 80 to 450 words/minute; give rates in that range")
+
+    def check_intervals(self) -> None:
+        """``eval_every``, ``ckpt_every`` ≥ 0: 0 means once per epoch."""
+        check_non_negative(self, "eval_every", "ckpt_every")
 
     @classmethod
     def fast(cls) -> "LandmarkTrainConfig":
@@ -305,10 +319,9 @@ def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIP
     the training log and ``<dest>.md`` says it all in words. Returns that JSON.
     """
     tensors, meta = load_checkpoint(Path(run) / "best")
-    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
-    weights = {"model." + k[len(prefix):]: v.half() for k, v in tensors.items() if k.startswith(prefix)}
+    weights = export_weights(tensors)
     model = model_from_checkpoint(Path(run) / "best")
-    model.load_state_dict({k[6:]: v.float() for k, v in weights.items()})  # score what we ship: fp16-rounded
+    model.load_state_dict(model_weights(weights))  # score what we ship: fp16-rounded
     results = evaluate_landmarks(model, corpus or landmark_corpus(meta["train_config"]))
     real = evaluate_landmarks_real(model)
     info = {k: meta[k] for k in ("model_class", "model_config", "train_config", "step", "train_seconds", "corpus")}

@@ -15,10 +15,11 @@ A ``Trainer`` knows nothing about landmarks or faces. An agent hands it three fu
   ``eval_every`` steps with the EMA weights when EMA is on. The metric named ``best_metric``
   (lower is better) chooses the ``best`` checkpoint.
 
-Files in ``out_dir``: ``last.{safetensors,json}`` (everything needed to resume: weights, EMA,
-AdamW moments; never pickled), ``best.{safetensors,json}`` (weights only), ``metrics.jsonl``
-(one JSON object per logged step). Launched by ``torchrun``, the same code runs data-parallel:
-gloo on CPU, nccl on GPU, gradients averaged by ``DistributedDataParallel``; only rank 0 writes.
+Files in ``out_dir``: ``last.{safetensors,json}`` (everything needed to resume: weights ``model.*``,
+EMA ``ema.*`` as :mod:`minitalker.io` names them, AdamW moments; never pickled),
+``best.{safetensors,json}`` (weights only), ``metrics.jsonl`` (one JSON object per logged step).
+Launched by ``torchrun``, the same code runs data-parallel: gloo on CPU, nccl on GPU, gradients
+averaged by ``DistributedDataParallel``; only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import PresetConfig, default_device
-from ..io import atomic_path, load_checkpoint, save_checkpoint, suffixed
+from ..config import PresetConfig, check_choice, check_non_negative, check_positive, default_device
+from ..io import atomic_path, load_checkpoint, model_weights, save_checkpoint, suffixed
 
 
 @dataclass
@@ -58,6 +59,22 @@ class TrainConfig(PresetConfig):
     log_every: int = 10  # a metrics.jsonl line every so many steps
     seed: int = 0
     amp: str | None = "bf16"  # autocast dtype on CUDA ("bf16", "fp16" or None); CPU always runs fp32
+
+    def __post_init__(self):
+        check_positive(self, "batch_size", "lr", "log_every")
+        check_non_negative(self, "steps", "min_lr", "weight_decay", "warmup_steps")  # 0 steps: just the initial weights
+        self.check_intervals()
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr {self.min_lr} is above lr {self.lr}: the cosine decays from lr down to min_lr")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 (a gradient norm), or None for no clipping; got {self.grad_clip}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1), e.g. 0.999, or None for no EMA; got {self.ema_decay}")
+        check_choice(self, "amp", ("bf16", "fp16", None))
+
+    def check_intervals(self) -> None:
+        """``eval_every``, ``ckpt_every`` > 0 (a subclass may give 0 a meaning)."""
+        check_positive(self, "eval_every", "ckpt_every")
 
     @classmethod
     def full(cls) -> "TrainConfig":
@@ -262,9 +279,9 @@ class Trainer:
         if int(tensors["trainer.step"]) != meta["step"]:
             raise RuntimeError(f"{path} is torn (weights of step {int(tensors['trainer.step'])}, JSON of step "
                                f"{meta['step']}): the run was killed while saving; delete it and restart")
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.model.load_state_dict(model_weights(tensors, ema=False))
         if self.ema is not None:
-            self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            self.ema.load_state_dict(model_weights(tensors))
         state: dict[int, dict] = {}
         for k, v in tensors.items():
             if k.startswith("optim."):
