@@ -15,7 +15,8 @@ Rows are cumulative, from the earlier layout to the shipped one (issue 11's abla
 
 Each row trains the fast preset's schedule (same seed, same data, same learning-rate curve) and stops
 after ``--steps`` steps; rows are resumable (``outputs/ablation/<row>``). Each is then scored by its
-validation mouth MSE on the synthetic corpus (from its training log; ``--synthetic`` adds
+validation mouth MSE on the synthetic corpus (``make_eval_fn``, the training-time measure, recomputed at
+scoring time so that every row is scored by the same code on the same frames; ``--synthetic`` adds
 :func:`minitalker.train.faces.evaluate_faces`) and on real material
 (:func:`minitalker.face_eval.evaluate_faces_real`: the carphone clip and ``--photos`` unseen photos,
 Grace Hopper first), all with DDIM 10 steps from pure noise (``strength`` 1) and guidance 1. ``--size N`` instead
@@ -34,8 +35,10 @@ import json
 import time
 from pathlib import Path
 
+from minitalker.data.synthetic import CorpusConfig, load_corpus
+from minitalker.face_agent import load_face_agent
 from minitalker.io import write_json
-from minitalker.train.faces import FaceRun, evaluate_faces, train_faces
+from minitalker.train.faces import FaceRun, FrameBank, evaluate_faces, make_eval_fn, train_faces
 
 RESULTS = Path(__file__).parent / "results" / "face_ablation.json"
 
@@ -83,11 +86,8 @@ def main() -> None:
                     "mouth MSE of the run's last evaluation is always recorded)")
     args = ap.parse_args()
     chosen = [size_row(args.size)] if args.size else [r for k, r in enumerate(rows()) if args.rows is None or k in args.rows]
-    corpus = None
-    if args.size:
-        from minitalker.data.synthetic import CorpusConfig, load_corpus
-
-        corpus = load_corpus(dataclasses.replace(CorpusConfig.fast(), image_size=args.size))
+    cfg = CorpusConfig.fast()
+    corpus = load_corpus(dataclasses.replace(cfg, image_size=args.size) if args.size else cfg)
     for name, run in chosen:
         folder = folder_of(args.out, name)
         if not args.no_train:
@@ -100,9 +100,10 @@ def main() -> None:
 
         folder = folder_of(args.out, name)
         photos = dict(list(real_photos().items())[:args.photos])
-        log = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        unet, schedule, agent = load_face_agent(folder / "best")
+        val = FrameBank(corpus, "val", [i for i in corpus.identities if i not in corpus.heldout])
         row = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
-               "val": [r for r in log if "val_mouth_mse" in r][-1],
+               "val": make_eval_fn(val, schedule, agent)(unet),  # today's sampling on today's corpus, every row alike
                "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos, strength=1.0,
                                            landmark_model=load_landmark_model(args.landmarks))}
         if args.synthetic:
