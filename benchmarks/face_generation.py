@@ -1,10 +1,11 @@
 """How much compute does agent 2 need per second of video? (target: ≤ 8 s per second of 64 px
 video with 10 DDIM steps on 2 CPU cores), and how fast does it train?
 
-* **sampling**: seconds of wall time per second of 25 fps video (warp, masks and the UNet), for 10 / 25 / 50 DDIM steps
-  (guidance 1, i.e. one UNet pass per step; one row with the default guidance 1.5, which doubles
-  the passes), for clips of 25 / 50 / 100 frames, at 64 px and 128 px (the 128 px UNet is the
-  fast architecture at twice the size: what resolution costs);
+* **sampling**: seconds of wall time per second of 25 fps video (warp, masks, the UNet, colour match)
+  at the default settings (10 DDIM steps from the warp at ``strength`` 0.6: 6 UNet passes a frame,
+  guidance 1) for clips of 25 / 50 / 100 frames, and from pure noise (``strength`` 1) for 10 / 25 / 50
+  steps, with guidance 1.5 (which doubles the passes), and at 128 px (the fast architecture at twice
+  the size: what resolution costs);
 * **training**: images per second of full training steps (forward, backward, AdamW) at batch 16.
 
 Weights do not change speed: a fresh UNet of the fast face-agent configuration is timed.
@@ -45,13 +46,15 @@ def face_inputs(size: int, frames: int):
     return ref, lm, track
 
 
-def time_sampling(run: FaceRun, size: int, frames: int, steps: int, guidance: float, device: str) -> float:
+def time_sampling(run: FaceRun, size: int, frames: int, steps: int, guidance: float, strength: float,
+                  device: str) -> float:
     unet = LandmarkUNet(dataclasses.replace(run.unet, image_size=size)).to(device).eval()
     ref, ref_lm, lms = face_inputs(size, frames)
     schedule = NoiseSchedule(run.diffusion)
     generate_frames(unet, schedule, ref, ref_lm, lms[:2], run.agent, steps=1, guidance=1.0, progress=False)  # warm-up
     t0 = time.perf_counter()
-    generate_frames(unet, schedule, ref, ref_lm, lms, run.agent, steps=steps, guidance=guidance, progress=False)
+    generate_frames(unet, schedule, ref, ref_lm, lms, run.agent, steps=steps, guidance=guidance, strength=strength,
+                    progress=False)
     return time.perf_counter() - t0
 
 
@@ -84,15 +87,16 @@ def main() -> None:
            "machine": platform.processor() or platform.machine(), "load_average": os.getloadavg(),
            "unet": run.unet.to_dict(), "sampling": [], "training_images_per_s": time_training(run, args.device)}
     print(f"training: {out['training_images_per_s']:.1f} images/s (batch 16, 64 px)")
-    print(f"{'size':>5} {'frames':>7} {'steps':>6} {'guidance':>9} {'wall s':>8} {'s per video s':>14}")
-    g = run.agent.guidance_scale
-    for size, frames, steps, guidance in [(64, 25, 10, 1.0), (64, 25, 10, g), (64, 25, 25, 1.0), (64, 25, 50, 1.0),
-                                          (64, 50, 10, 1.0), (64, 100, 10, 1.0), (128, 25, 10, 1.0)]:
-        wall = time_sampling(run, size, frames, steps, guidance, args.device)
-        row = {"size": size, "frames": frames, "steps": steps, "guidance": guidance, "wall_s": wall,
-               "s_per_video_s": wall / (frames / 25)}
+    print(f"{'size':>5} {'frames':>7} {'steps':>6} {'guidance':>9} {'strength':>9} {'wall s':>8} {'s per video s':>14}")
+    g, s = run.agent.guidance_scale, run.agent.strength  # the defaults
+    for size, frames, steps, guidance, strength in [
+            (64, 25, 10, g, s), (64, 50, 10, g, s), (64, 100, 10, g, s), (64, 25, 10, 1.0, 1.0), (64, 25, 10, 1.5, 1.0),
+            (64, 25, 25, 1.0, 1.0), (64, 25, 50, 1.0, 1.0), (128, 25, 10, g, s)]:
+        wall = time_sampling(run, size, frames, steps, guidance, strength, args.device)
+        row = {"size": size, "frames": frames, "steps": steps, "guidance": guidance, "strength": strength,
+               "wall_s": wall, "s_per_video_s": wall / (frames / 25)}
         out["sampling"].append(row)
-        print(f"{size:5d} {frames:7d} {steps:6d} {guidance:9.1f} {wall:8.2f} {row['s_per_video_s']:14.2f}")
+        print(f"{size:5d} {frames:7d} {steps:6d} {guidance:9.1f} {strength:9.1f} {wall:8.2f} {row['s_per_video_s']:14.2f}")
     RESULTS.mkdir(exist_ok=True)
     write_json(RESULTS / f"face_generation_{args.device}.json", out)
 

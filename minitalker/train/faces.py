@@ -291,7 +291,7 @@ def evaluate_faces(checkpoint: str | Path | None = None, corpus: Corpus | str | 
                          "test sentences (or clips_per_sentence > 1)")
     groups = {name: clips for name, clips in groups.items() if clips}  # a corpus may hold no face out
     results: dict = {"steps": steps, "guidance": agent.guidance_scale if guidance is None else guidance,
-                     "corpus": corpus.root.name}
+                     "strength": agent.strength, "corpus": corpus.root.name}
     for name, clips in groups.items():
         rows = {"model": [], "copy_reference": []}
         for clip in clips:
