@@ -158,6 +158,8 @@ class LandmarkCompletionTransformer(nn.Module):
         self.audio_in = nn.Linear(cfg.mel_patch * cfg.n_mels, d)
         self.audio_pos = nn.Parameter(torch.randn(n_audio, d) * 0.02)  # where in the window
         self.point_in = nn.Linear(4 * cfg.n_freqs, d)
+        F = cfg.n_freqs  # point features per coordinate, (sin, cos) of x then of y: this model's layout
+        self.register_buffer("by_coordinate", torch.arange(4 * F).view(2, 2, F).transpose(0, 1).flatten(), persistent=False)
         self.mask_token = nn.Parameter(torch.randn(d) * 0.02)  # stands in for every hidden point
         self.point_pos = nn.Parameter(torch.randn(scheme.N_POINTS, d) * 0.02)  # which of the 68 points
         self.modality = nn.Parameter(torch.randn(2, d) * 0.02)  # 0 = audio, 1 = landmark
@@ -182,6 +184,7 @@ class LandmarkCompletionTransformer(nn.Module):
         """
         B = len(reference)
         fourier = fourier_features(reference[:, self.visible], self.cfg.n_freqs, include_input=False)  # (B, 37, 4F)
+        fourier = fourier[..., self.by_coordinate]  # (B, 37, 4F) as [sin x, cos x, sin y, cos y]
         x = self.mask_token.expand(B, scheme.N_POINTS, -1).clone()  # (B, 68, d): [MASK] everywhere ...
         x[:, self.visible] = self.point_in(fourier)  # ... but where a point is visible
         x = x + self.point_pos + self.modality[1]
