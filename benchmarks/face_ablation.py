@@ -83,7 +83,7 @@ def main() -> None:
                     "rows compared with each other must use the same)")
     ap.add_argument("--size", type=int, help="train/score only the fast preset at this crop size (pixels)")
     ap.add_argument("--synthetic", action="store_true", help="also evaluate_faces on the corpus (the validation "
-                    "mouth MSE of the run's last evaluation is always recorded)")
+                    "mouth MSE is always recorded)")
     args = ap.parse_args()
     chosen = [size_row(args.size)] if args.size else [r for k, r in enumerate(rows()) if args.rows is None or k in args.rows]
     cfg = CorpusConfig.fast()
@@ -94,24 +94,26 @@ def main() -> None:
             t0 = time.time()
             train_faces(out=folder, run=run, stop_at=args.steps, corpus=corpus)
             print(f"{name}: trained {args.steps} steps in {time.time() - t0:.0f} s")
-    for name, run in [] if args.no_eval else chosen:
+    if not args.no_eval:
         from minitalker.face_eval import evaluate_faces_real, real_photos
         from minitalker.nn.landmark_transformer import load_landmark_model
 
-        folder = folder_of(args.out, name)
         photos = dict(list(real_photos().items())[:args.photos])
-        unet, schedule, agent = load_face_agent(folder / "best")
+        landmark_model = load_landmark_model(args.landmarks)
         val = FrameBank(corpus, "val", [i for i in corpus.identities if i not in corpus.heldout])
-        row = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
-               "val": make_eval_fn(val, schedule, agent)(unet),  # today's sampling on today's corpus, every row alike
-               "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos, strength=1.0,
-                                           landmark_model=load_landmark_model(args.landmarks))}
-        if args.synthetic:
-            synthetic = evaluate_faces(folder / "best", corpus=corpus, clips_per_group=2, steps=10, guidance=1.0, ddpm_frames=1)
-            row["synthetic"] = {g: synthetic[g] for g in ("test_sentences", "heldout_identity")}
-        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # read late: rows run in parallel
-        write_json(RESULTS, results | {name: row})
-        print(name, json.dumps(row["real"], default=str)[:400])
+        for name, run in chosen:
+            folder = folder_of(args.out, name)
+            unet, schedule, agent = load_face_agent(folder / "best")
+            row = {"steps": args.steps, "agent": run.agent.to_dict(), "unet": run.unet.to_dict(),
+                   "val": make_eval_fn(val, schedule, agent)(unet),  # today's sampling on today's corpus, every row alike
+                   "real": evaluate_faces_real(folder / "best", steps=10, guidance=1.0, photos=photos, strength=1.0,
+                                               landmark_model=landmark_model)}
+            if args.synthetic:
+                synthetic = evaluate_faces(folder / "best", corpus=corpus, clips_per_group=2, steps=10, guidance=1.0, ddpm_frames=1)
+                row["synthetic"] = {g: synthetic[g] for g in ("test_sentences", "heldout_identity")}
+            results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # read late: rows run in parallel
+            write_json(RESULTS, results | {name: row})
+            print(name, json.dumps(row["real"], default=str)[:400])
 
 if __name__ == "__main__":
     main()

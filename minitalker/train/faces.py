@@ -134,20 +134,20 @@ def make_batch_fn(bank: FrameBank, cfg: FaceAgentConfig, n_timesteps: int):
             else:
                 j = int(rng.choice(others))
                 r, r_lm = bank.frames[j], bank.landmarks[j]
-            w = None
-            if cfg.warp:
-                w = bank.neutral_warps()[i] if neutral else warp_reference(r, r_lm, bank.landmarks[i:i + 1])[0]
             gains.append(1 + cfg.colour_jitter * rng.uniform(-1, 1, size=3))
             angles.append(cfg.hue_jitter * rng.uniform(-1, 1))
             noise.append(rng.standard_normal((3, bank.size, bank.size), dtype=np.float32))
             t.append(rng.integers(n_timesteps))
             drop.append(rng.random() < cfg.p_uncond)
             frame, lm_i = bank.frames[i], bank.landmarks[i]
-            if cfg.p_reshape > 0 and rng.random() < cfg.p_reshape:  # drawn last: p_reshape=0 keeps every other draw
+            reshaped = cfg.p_reshape > 0 and rng.random() < cfg.p_reshape  # drawn last: p_reshape=0 keeps every draw
+            if reshaped:
                 d = shape_swap(bank, key, rng)  # (68, 2)
                 frame, lm_i = warp_reference(frame, lm_i, lm_i + d)[0], lm_i + d
                 r, r_lm = warp_reference(r, r_lm, r_lm + d)[0], r_lm + d
-                w = warp_reference(r, r_lm, lm_i[None])[0] if cfg.warp else None
+            w = None
+            if cfg.warp:  # the reference warped to the target (the neutral one's warps are made once per bank)
+                w = bank.neutral_warps()[i] if neutral and not reshaped else warp_reference(r, r_lm, lm_i[None])[0]
             x0.append(frame)
             lms.append(lm_i)
             ref.append(r)
