@@ -28,17 +28,12 @@ from typing import Any
 
 import torch
 
-from minitalker.config import PresetConfig
+from minitalker.config import PresetConfig, check_choice, check_fraction, check_positive
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 SPACINGS = ("leading", "trailing", "linspace")
 PREV_RULES = ("sequence", "diffusers")
-
-
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
 
 
 @dataclass
@@ -57,10 +52,9 @@ class ScheduleConfig(PresetConfig):
     prediction_type: str = "v_prediction"
 
     def __post_init__(self) -> None:
-        _check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
-        _check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
-        if self.num_train_timesteps < 1:
-            raise ValueError(f"num_train_timesteps must be >= 1; got {self.num_train_timesteps}")
+        check_choice(self, "beta_schedule", BETA_SCHEDULES)
+        check_choice(self, "prediction_type", PREDICTION_TYPES)
+        check_positive(self, "num_train_timesteps")
 
 
 @dataclass
@@ -84,10 +78,9 @@ class SamplingConfig(PresetConfig):
     prev_rule: str = "sequence"  # where a DDIM step lands: the next visited timestep, or diffusers' t - T // steps
 
     def __post_init__(self) -> None:
-        _check_choice("spacing", self.spacing, SPACINGS)
-        _check_choice("prev_rule", self.prev_rule, PREV_RULES)
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1]; got {self.eta}")
+        check_choice(self, "spacing", SPACINGS)
+        check_choice(self, "prev_rule", PREV_RULES)
+        check_fraction(self, "eta")
 
     @classmethod
     def fast(cls) -> SamplingConfig:
