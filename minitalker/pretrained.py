@@ -55,9 +55,9 @@ from .config import PresetConfig, cache_dir, check_choice, check_positive
 from .data.faces import load_face
 from .diffusion.bridge import diffusers_ddim, diffusion_config_from_scheduler
 from .diffusion.schedule import DiffusionConfig
-from .face_agent import to_tensor
 from .io import load_checkpoint, model_weights
 from .nn.tokenizer import LandmarkTokenizer
+from .pixels import to_tensor
 from .video import aligned_crops
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the Stable Diffusion 1.5 weights on the Hugging Face hub
