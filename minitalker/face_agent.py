@@ -432,10 +432,18 @@ def face_agent_config(path: str | Path | None = None) -> tuple[UNetConfig, Noise
     ``grounded``/``mask``/``warp``/``sketch`` fields, a flat ``diffusion`` dict) reads as what it is."""
     meta = load_meta(path or SHIPPED)
     check_kind(path or SHIPPED, meta, "faces")
-    mc = {k: EARLIER_LAYOUT.get(k, {}) | v for k, v in meta["model_config"].items()}
+    unet_cfg, diffusion, agent = read_model_config(meta["model_config"])
+    return unet_cfg, NoiseSchedule(diffusion), agent
+
+
+def read_model_config(model_config: dict) -> tuple[UNetConfig, DiffusionConfig, FaceAgentConfig]:
+    """A checkpoint's ``model_config`` dict → its configs, in today's layout: fields of the earlier
+    layout get :data:`EARLIER_LAYOUT`'s values, fields added since (sampling defaults such as
+    ``strength``) their defaults. Used to load a checkpoint and to resume a run started before."""
+    mc = {k: EARLIER_LAYOUT.get(k, {}) | v for k, v in model_config.items()}
     unet_cfg, agent = UNetConfig.from_dict(mc["unet"]), FaceAgentConfig.from_dict(mc["agent"])
     check_channels(unet_cfg.cond_channels, agent)
-    return unet_cfg, NoiseSchedule(DiffusionConfig.from_dict(mc["diffusion"])), agent
+    return unet_cfg, DiffusionConfig.from_dict(mc["diffusion"]), agent
 
 
 def load_face_agent(path: str | Path | None = None, device=None, ema: bool = True

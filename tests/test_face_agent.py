@@ -1,6 +1,7 @@
 """Agent 2: posing frames to the UNet, training on the corpus, resuming, exporting, sampling."""
 
 import dataclasses
+import json
 import shutil
 
 import numpy as np
@@ -395,3 +396,21 @@ def test_shipped_checkpoint_animates_an_unseen_real_photo_from_a_real_voice():
     row = unseen_photos(unet, schedule, agent, load_landmark_model(), photo, arctic_audio())["photos"]["grace_hopper"]
     assert row["r"] >= 0.8 and row["slope"] > 0.3, row
     assert row["tint"] < 5 and row["identity"] < 0.5, row
+
+
+def test_a_run_begun_before_new_config_fields_resumes(tiny_face_run, tiny_corpus, tmp_path):
+    """A run whose checkpoint predates fields added since (agent sampling defaults, the flat diffusion
+    dict of the earlier layout) resumes exactly: its model_config is read in today's layout first."""
+    out, straight = tiny_face_run
+    train_faces(out=tmp_path, corpus=tiny_corpus, run=tiny_run(), resume=False, stop_at=2)
+    meta = json.loads((tmp_path / "last.json").read_text())
+    agent, diffusion = meta["model_config"]["agent"], meta["model_config"]["diffusion"]
+    del agent["strength"], agent["p_reshape"]
+    meta["model_config"]["diffusion"] = diffusion["schedule"] | diffusion["sampling"] | {
+        "min_snr_gamma": diffusion["min_snr_gamma"]}
+    (tmp_path / "last.json").write_text(json.dumps(meta))
+    resumed = train_faces(out=tmp_path, corpus=tiny_corpus, run=tiny_run(), resume=True)
+    assert resumed.step == 4
+    for (k, v), w in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
+    assert json.loads((tmp_path / "last.json").read_text())["model_config"] == json.loads(json.dumps(tiny_run().model_config()))

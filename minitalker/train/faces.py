@@ -41,6 +41,7 @@ from minitalker.face_agent import (
     load_face_agent,
     make_loss_fn,
     mouth_box_mask,
+    read_model_config,
     sketch,
     warp_reference,
 )
@@ -231,6 +232,11 @@ class FaceRun:
     def model_config(self) -> dict:
         return {"unet": self.unet.to_dict(), "diffusion": self.diffusion.to_dict(), "agent": self.agent.to_dict()}
 
+    def read_model_config(self, stored: dict) -> dict:
+        """A checkpoint's model_config in today's layout, so a run begun before a field was added resumes."""
+        unet, diffusion, agent = read_model_config(stored)
+        return FaceRun(unet, diffusion, agent, self.train).model_config()
+
 
 def train_faces(preset: str | None = None, out: str | Path | None = None, resume: bool = True,
                 stop_at: int | None = None, corpus: Corpus | None = None, run: FaceRun | None = None,
@@ -259,7 +265,7 @@ def train_faces(preset: str | None = None, out: str | Path | None = None, resume
     trainer = Trainer(unet, run.train, out or Path("outputs") / f"faces_{preset_name(preset)}",
                       make_batch_fn(FrameBank(corpus, "train"), run.agent, schedule.num_train_timesteps), make_loss_fn(schedule),
                       make_eval_fn(FrameBank(corpus, "val", train_ids), schedule, run.agent),
-                      model_config=run.model_config(), best_metric="val_mouth_mse",
+                      model_config=run.model_config(), read_config=run.read_model_config, best_metric="val_mouth_mse",
                       meta={"corpus": corpus.root.name, "corpus_preset": corpus.meta["config"]["name"]})
     t0 = time.time()
     trainer.fit(resume=resume, stop_at=stop_at)

@@ -135,8 +135,10 @@ class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainConfig, out_dir: str | os.PathLike,
                  batch_fn: Callable[[list[int]], Any], loss_fn: Callable[[nn.Module, Any], dict],
                  eval_fn: Callable[[nn.Module], dict] | None = None, model_config: dict | None = None,
-                 best_metric: str = "val_loss", meta: dict | None = None):
+                 best_metric: str = "val_loss", meta: dict | None = None,
+                 read_config: Callable[[dict], dict] | None = None):
         self.cfg, self.batch_fn, self.loss_fn, self.eval_fn = cfg, batch_fn, loss_fn, eval_fn
+        self.read_config = read_config or (lambda stored: stored)  # a stored model_config in today's layout
         self.out_dir, self.best_metric, self.extra_meta = Path(out_dir), best_metric, meta or {}
         self.model_config = _jsonable(model_config or {})
         self.rank, self.world, self.device = setup_distributed()
@@ -271,6 +273,7 @@ class Trainer:
     def load(self, path: Path) -> None:
         """Restore everything :meth:`save` wrote; refuse a checkpoint made with another config."""
         tensors, meta = load_checkpoint(path)
+        meta["model_config"] = _jsonable(self.read_config(meta["model_config"]))
         for name, mine in (("model_config", self.model_config), ("train_config", _jsonable(self.cfg.to_dict()))):
             if meta[name] != mine:
                 diff = sorted(k for k in set(mine) | set(meta[name]) if mine.get(k) != meta[name].get(k))
