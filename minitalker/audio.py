@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minitalker import phones
 from minitalker.config import PresetConfig, check_non_negative, check_positive
 
 SAMPLE_RATE = 16000  # Hz, mono
@@ -47,6 +48,7 @@ class AudioConfig(PresetConfig):
     silence_rms: float = 1e-4  # frames quieter than this (-80 dBFS) are silence whatever the rest does
     log_floor: float = 1e-6  # mel power floor before the log: ~70 dB below loud speech bins; hides room noise
     lifter: int = 0  # > 0: keep only the spectral envelope, the first `lifter` cepstral coefficients (see log_mel)
+    phones: bool = False  # append the recognised phones' one-hot track after the mel bins (minitalker.phones)
 
     def __post_init__(self):
         check_positive(self, "sample_rate", "n_mels", "hop_ms", "win_ms", "fmax", "window", "target_rms", "gate_db",
@@ -71,6 +73,11 @@ class AudioConfig(PresetConfig):
     def n_fft(self) -> int:
         """The next power of two at or above the window length (512 for 25 ms at 16 kHz)."""
         return 1 << (self.win_length - 1).bit_length()
+
+    @property
+    def n_features(self) -> int:
+        """Features per frame of :func:`audio_features`: the mel bins, then one per phone if ``phones``."""
+        return self.n_mels + (len(phones.PHONES) if self.phones else 0)
 
     @property
     def min_duration_s(self) -> float:
@@ -184,15 +191,22 @@ def normalise_loudness(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.nd
     ``x`` and ``0.1 x`` select the same frames and give the same ``y``. If no frame is active the
     signal is silence and is returned unchanged (its features sit at the log floor).
     """
-    import librosa
-
     cfg = cfg or AudioConfig()
     wav = _check_wav(wav)
-    r = librosa.feature.rms(y=wav, frame_length=cfg.win_length, hop_length=cfg.hop_length)[0]  # (M,)
-    active = (r > cfg.silence_rms) & (r >= r.max() * 10 ** (-cfg.gate_db / 20))
+    r, active = frame_activity(wav, cfg)
     if not active.any():
         return wav
     return wav * np.float32(cfg.target_rms / np.sqrt(np.mean(r[active] ** 2)))
+
+
+def frame_activity(wav: np.ndarray, cfg: AudioConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The energy gate of :func:`normalise_loudness`: per 25 ms frame (hop 10 ms, centred on ``m · hop``)
+    its RMS ``r (M,)`` and whether it is active, ``r > silence_rms`` and within ``gate_db`` of the loudest."""
+    import librosa
+
+    cfg = cfg or AudioConfig()
+    r = librosa.feature.rms(y=wav, frame_length=cfg.win_length, hop_length=cfg.hop_length)[0]  # (M,)
+    return r, (r > cfg.silence_rms) & (r >= r.max() * 10 ** (-cfg.gate_db / 20))
 
 
 @functools.cache
@@ -282,8 +296,49 @@ def frame_windows(mel: np.ndarray, n_frames: int, cfg: AudioConfig | None = None
     return mel[np.clip(idx, 0, len(mel) - 1)]  # (T, W, n_mels)
 
 
+def recognise_phones(wav: np.ndarray, cfg: AudioConfig | None = None) -> list[tuple[str, float, float]]:
+    """The phones pocketsphinx hears in speech ``(N,)`` (:func:`minitalker.phones.decode`) →
+    ``[(phone, start_s, end_s), ...]``, after two steps of this front end:
+
+    * the speech is first brought to the front end's loudness (:func:`normalise_loudness`), so a
+      quiet recording is not lost to 16-bit rounding;
+    * a phone that lies mostly in frames the energy gate calls silent (:func:`frame_activity`)
+      becomes ``sil``: a phone loop must put *some* phone on digital silence.
+    """
+    cfg = cfg or AudioConfig()
+    wav = normalise_loudness(wav, cfg)
+    active, hop_s = frame_activity(wav, cfg)[1], cfg.hop_length / cfg.sample_rate  # (M,) one per hop
+    out = []
+    for name, start, end in phones.decode(wav, cfg.sample_rate):
+        frames = active[round(start / hop_s):round(end / hop_s)]
+        out.append((name if frames.size and frames.mean() >= 0.5 else "sil", start, end))
+    return out
+
+
+def audio_track(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
+    """Speech ``(N,)`` → the front end's features per mel frame ``(M, F)``: :func:`log_mel`, then (if
+    ``cfg.phones``) the one-hot track of the phones :func:`recognise_phones` hears."""
+    cfg = cfg or AudioConfig()
+    mel = log_mel(wav, cfg)  # (M, n_mels)
+    if not cfg.phones:
+        return mel
+    track = phones.phone_track(recognise_phones(wav, cfg), len(mel), cfg.hop_length / cfg.sample_rate)  # (M, 40)
+    return np.concatenate([mel, track], 1)
+
+
+def silent_features(cfg: AudioConfig | None = None) -> np.ndarray:
+    """One frame of silence in :func:`audio_track`'s features ``(F,)``: the log-mel floor, phone ``sil``."""
+    cfg = cfg or AudioConfig()
+    row = np.full(cfg.n_features, np.log(cfg.log_floor), np.float32)
+    if cfg.phones:
+        row[cfg.n_mels:] = 0
+        row[cfg.n_mels + phones.SILENCE] = 1
+    return row
+
+
 def audio_features(wav: np.ndarray, n_frames: int | None = None, cfg: AudioConfig | None = None, fps: float = FPS) -> np.ndarray:
-    """Speech ``(N,)`` → per-frame mel windows ``(T, W, 80)``; ``T`` defaults to :func:`n_video_frames`."""
+    """Speech ``(N,)`` → per-frame windows of :func:`audio_track` ``(T, W, F)`` (F = 80 mel bins, + 40
+    phones if ``cfg.phones``); ``T`` defaults to :func:`n_video_frames`."""
     cfg = cfg or AudioConfig()
     wav = _check_wav(wav)
     if len(wav) < cfg.min_duration_s * cfg.sample_rate:
@@ -292,7 +347,7 @@ def audio_features(wav: np.ndarray, n_frames: int | None = None, cfg: AudioConfi
             f"{cfg.min_duration_s:.2f} s (one frame window) — give a longer recording"
         )
     n_frames = n_video_frames(len(wav), cfg.sample_rate, fps) if n_frames is None else n_frames
-    return frame_windows(log_mel(wav, cfg), n_frames, cfg, fps)
+    return frame_windows(audio_track(wav, cfg), n_frames, cfg, fps)
 
 
 # ----------------------------------------------------------------------------- plots

@@ -3,7 +3,8 @@
 :class:`LandmarkClips` serves agent 1 (the landmark completion transformer). A sample is a chunk
 of T consecutive frames of one clip::
 
-    mel        (T, W, 80)   log-mel window of each frame (audio.frame_windows)
+    mel        (T, W, F)    each frame's window of the front end's features (audio.frame_windows):
+                            80 log-mel bins, then 40 one-hot phones if the AudioConfig has phones
     reference  (68, 2)      the speaker's neutral landmarks (corpus.reference), normalised
     target     (T, 68, 2)   the frames' true landmarks, each normalised by its own eye corners
 
@@ -15,14 +16,30 @@ are removed, so the model only learns what speech changes. Samples are drawn fro
 from __future__ import annotations
 
 import functools
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from ..audio import FPS, AudioConfig, frame_times, frame_windows, log_mel
+from ..audio import (
+    FPS,
+    AudioConfig,
+    audio_track,
+    frame_times,
+    frame_windows,
+    log_mel,
+    recognise_phones,
+    silent_features,
+)
 from ..config import check_fraction, check_non_negative, check_positive
 from ..landmarks import scheme
+from ..phones import CACHE_KEY, phone_track
 from .corpus import Clip
 
 
@@ -180,12 +197,56 @@ def _mel_centres(n_mels: int) -> np.ndarray:
     return librosa.mel_frequencies(n_mels + 2, fmin=cfg.fmin, fmax=cfg.fmax)[1:-1]
 
 
+def recognise_clips(clips: list[Clip], cfg: AudioConfig | None = None, progress: bool = True,
+                    workers: int = 1) -> list[list[tuple[str, float, float]]]:
+    """The phones :func:`~minitalker.audio.recognise_phones` hears in each clip, read from (or added
+    to) ``<corpus folder>.phones.json`` beside the corpus folder, which stays as it was built
+    (recognising runs at ~0.05 × real time, so a corpus is heard once).
+
+    The cache is keyed by clip id and by :data:`minitalker.phones.CACHE_KEY`, one file per corpus,
+    rewritten whole every 200 clips (an interrupted run resumes from there). ``workers`` > 1
+    recognises in that many processes.
+    """
+    by_root: dict[Path, dict] = {}
+    todo = [c for c in clips if c.id not in _phone_cache(by_root, c.corpus.root)]
+    hear = functools.partial(recognise_phones, cfg=cfg or AudioConfig())
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 and todo else None
+    try:
+        found = pool.map(hear, (c.audio for c in todo), chunksize=8) if pool else map(hear, (c.audio for c in todo))
+        for n, (clip, phones) in enumerate(tqdm(zip(todo, found), total=len(todo), desc="recognising phones",
+                                                disable=not progress or not todo), 1):
+            _phone_cache(by_root, clip.corpus.root)[clip.id] = phones
+            if n % 200 == 0 or n == len(todo):
+                for root in {c.corpus.root for c in todo}:
+                    tmp = _phone_cache_path(root).with_suffix(".tmp")
+                    tmp.write_text(json.dumps({"settings": CACHE_KEY, "clips": by_root[root]}))
+                    os.replace(tmp, _phone_cache_path(root))  # whole or not at all
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    return [[tuple(p) for p in by_root[clip.corpus.root][clip.id]] for clip in clips]
+
+
+def _phone_cache(by_root: dict, root: Path) -> dict:
+    """The phones already recognised for the corpus at ``root`` (empty if none, or made otherwise)."""
+    if root not in by_root:
+        path = _phone_cache_path(root)
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+        by_root[root] = stored.get("clips", {}) if stored.get("settings") == CACHE_KEY else {}
+    return by_root[root]
+
+
+def _phone_cache_path(root: Path) -> Path:
+    return root.parent / f"{root.name}.phones.json"
+
+
 class LandmarkClips:
-    """Agent 1's view of one split: per clip its log-mel, normalised reference and targets.
+    """Agent 1's view of one split: per clip its features, normalised reference and targets.
 
     ``clips``: one split's clips (e.g. ``splits(corpus)["train"]``); ``audio_cfg``: the front end
     (default :class:`AudioConfig`). The arrays are small (the log-mel of a 2 s clip is 200 × 80),
-    so everything is computed once and kept in memory.
+    so everything is computed once and kept in memory; recognised phones (``audio_cfg.phones``) are
+    cached beside the corpus (:func:`recognise_clips`).
     """
 
     def __init__(self, clips: list[Clip], audio_cfg: AudioConfig | None = None):
@@ -194,6 +255,10 @@ class LandmarkClips:
         self.audio_cfg = audio_cfg or AudioConfig()
         self.clips = clips
         self.mel = [log_mel(c.audio, self.audio_cfg) for c in clips]  # [(M_i, 80)]
+        self.phones = None  # [(M_i, 40)] one-hot, if the front end has phones
+        if self.audio_cfg.phones:
+            hop_s = self.audio_cfg.hop_length / self.audio_cfg.sample_rate
+            self.phones = [phone_track(p, len(m), hop_s) for p, m in zip(recognise_clips(clips, self.audio_cfg), self.mel)]
         self.reference = [scheme.normalise(c.reference()[1])[0] for c in clips]  # [(68, 2)]
         self.target = [scheme.normalise(c.landmarks)[0] for c in clips]  # [(T_i, 68, 2)]
         self.n_frames = np.array([len(t) for t in self.target])
@@ -202,9 +267,17 @@ class LandmarkClips:
     def __len__(self) -> int:
         return len(self.clips)
 
+    def track(self, i: int) -> np.ndarray:
+        """Clip ``i``'s features per mel frame ``(M_i, F)``: log-mel, then phones if any (:func:`~minitalker.audio.audio_track`)."""
+        return self.mel[i] if self.phones is None else np.concatenate([self.mel[i], self.phones[i]], 1)
+
     def windows(self, i: int) -> np.ndarray:
-        """All frame windows of clip ``i`` → ``(T_i, W, 80)``."""
+        """All log-mel frame windows of clip ``i`` → ``(T_i, W, 80)`` (what the ridge baseline reads)."""
         return frame_windows(self.mel[i], int(self.n_frames[i]), self.audio_cfg)
+
+    def features(self, i: int) -> np.ndarray:
+        """All frame windows of clip ``i``'s features → ``(T_i, W, F)`` (what agent 1 reads)."""
+        return frame_windows(self.track(i), int(self.n_frames[i]), self.audio_cfg)
 
     def phonemes(self, i: int) -> list[str]:
         """The phoneme spoken at each frame's midpoint of clip ``i`` ("" between phonemes) → T_i names."""
@@ -217,7 +290,7 @@ class LandmarkClips:
 
     def sample(self, seed: int, frames: int, augment: MelAugment | None = None) -> tuple[np.ndarray, ...]:
         """One chunk of ``frames`` consecutive frames: a clip (chosen in proportion to its length)
-        and a start, both from ``seed`` → (mel (T, W, 80), reference (68, 2), target (T, 68, 2)).
+        and a start, both from ``seed`` → (mel (T, W, F), reference (68, 2), target (T, 68, 2)).
 
         The start is drawn from ``frames // 4`` positions beyond either end and clamped, so about one
         chunk in ten starts at a clip's first frame and one in ten ends at its last. (Uniform starts
@@ -229,7 +302,7 @@ class LandmarkClips:
         if not starts.any():
             raise ValueError(f"every clip is shorter than {frames} frames: use a smaller clip_frames")
         i = rng.choice(len(starts), p=starts / starts.sum())
-        mel, target = self.mel[i], self.target[i]  # (M, 80), (T, 68, 2)
+        mel, target = self.track(i), self.target[i]  # (M, F), (T, 68, 2)
         if augment is not None:
             mel, target = augment.stretch(mel, target, rng, frames)
         k, n = frames // 4, len(target) - frames + 1
@@ -238,15 +311,17 @@ class LandmarkClips:
         target = target[s:s + frames]
         if augment is not None:
             if rng.random() < augment.p_pause:  # a pause: no sound, the mouth at rest
-                mel, target = np.full_like(mel, self.floor), np.repeat(self.reference[i][None], frames, 0)
+                mel = np.broadcast_to(silent_features(self.audio_cfg), mel.shape).copy()
+                target = np.repeat(self.reference[i][None], frames, 0)
             elif augment.p_nonspeech and rng.random() < augment.p_nonspeech:  # not speech: the mouth at rest
-                sound = log_mel(nonspeech((frames + 6) / FPS, rng), self.audio_cfg)
+                sound = audio_track(nonspeech((frames + 6) / FPS, rng), self.audio_cfg)
                 mel, target = frame_windows(sound, frames, self.audio_cfg), np.repeat(self.reference[i][None], frames, 0)
-            mel = augment(mel, rng, self.floor)
+            M = self.audio_cfg.n_mels  # the changes act on the log-mel only; phones stay as recognised
+            mel = np.concatenate([augment(mel[..., :M], rng, self.floor), mel[..., M:]], -1)
         return mel, self.reference[i], target
 
     def batch(self, seeds: list[int], frames: int, augment: MelAugment | None = None) -> dict[str, torch.Tensor]:
-        """Stack the samples of ``seeds`` → mel (B, T, W, 80), reference (B, 68, 2), target (B, T, 68, 2)."""
+        """Stack the samples of ``seeds`` → mel (B, T, W, F), reference (B, 68, 2), target (B, T, 68, 2)."""
         mel, ref, target = zip(*(self.sample(s, frames, augment) for s in seeds))
         return {"mel": torch.from_numpy(np.stack(mel)), "reference": torch.from_numpy(np.stack(ref)),
                 "target": torch.from_numpy(np.stack(target))}

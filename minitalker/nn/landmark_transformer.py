@@ -12,7 +12,9 @@ Tokens, for a clip of T frames (our interpretation; the paper gives no sizes)::
     audio   : each frame's window of W log-mel frames, cut into A = W/p patches of p mel frames
               → Linear(p·80, d)                                        (B, T, A, d)
               fast: p = 4, five 40 ms tokens per frame; full: p = 2, a token per 20 ms. Several
-              tokens let attention pick details inside the window
+              tokens let attention pick details inside the window. With the phonetic front end
+              (``front_end``, :mod:`minitalker.phones`) a patch's one-hot phones add (or, for
+              "phones", replace) Linear(p·40, d)
     + modality embeddings (audio / landmark) and a time embedding (frame t of the clip)
 
 Coordinates enter through Fourier features (sin and cos of 2^k π x; Tancik et al. 2020): faces
@@ -56,8 +58,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..audio import AudioConfig, audio_features
-from ..config import DATA_DIR, PresetConfig, check_fraction, check_non_negative, check_positive
+from ..audio import AudioConfig, audio_features, silent_features
+from ..config import DATA_DIR, PresetConfig, check_choice, check_fraction, check_non_negative, check_positive
 from ..io import check_kind, load_checkpoint, model_weights
 from ..landmarks import scheme
 from .layers import attention, fourier_features
@@ -84,10 +86,11 @@ class LandmarkTransformerConfig(PresetConfig):
     mel_mean: float = -8.0  # log-mel standardisation (x - mean) / std; measured on the fast corpus
     mel_std: float = 4.4
     lifter: int = 0  # AudioConfig.lifter of its features: 0 = the full log-mel, K = its spectral envelope
+    front_end: str = "mel"  # what the audio tokens read: "mel", "phones" (minitalker.phones) or "mel+phones"
 
     def audio_config(self) -> AudioConfig:
-        """The front end this model hears through (:func:`minitalker.audio.log_mel`)."""
-        return AudioConfig(n_mels=self.n_mels, window=self.window, lifter=self.lifter)
+        """The front end this model hears through (:func:`minitalker.audio.audio_features`)."""
+        return AudioConfig(n_mels=self.n_mels, window=self.window, lifter=self.lifter, phones="phones" in self.front_end)
 
     @classmethod
     def full(cls) -> "LandmarkTransformerConfig":
@@ -98,6 +101,10 @@ class LandmarkTransformerConfig(PresetConfig):
                        "mlp_ratio", "mel_std")
         check_non_negative(self, "n_reference_layers", "n_freqs", "lifter")
         check_fraction(self, "dropout")
+        check_choice(self, "front_end", ("mel", "phones", "mel+phones"))
+        if self.front_end == "phones" and self.linear_path:
+            raise ValueError("the linear path reads the log-mel, which the phones front end does not use: "
+                             "give linear_path=False with front_end='phones'")
         if self.window % self.mel_patch:
             raise ValueError(f"mel_patch={self.mel_patch} must divide window={self.window} (the window is cut into "
                              "audio tokens of mel_patch frames): give e.g. window 20 with mel_patch 4 or 2")
@@ -149,13 +156,18 @@ class Block(nn.Module):
 
 
 class LandmarkCompletionTransformer(nn.Module):
-    """``(mel (B, T, W, 80), reference (B, 68, 2)) → landmarks (B, T, 68, 2)``, all normalised."""
+    """``(mel (B, T, W, F), reference (B, 68, 2)) → landmarks (B, T, 68, 2)``, all normalised.
+
+    ``mel``: the front end's windows (:func:`~minitalker.audio.audio_features`), F = 80 log-mel bins,
+    then 40 one-hot phones if the config's ``front_end`` has phones.
+    """
 
     def __init__(self, cfg: LandmarkTransformerConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or LandmarkTransformerConfig()
-        d, n_audio = cfg.d_model, cfg.window // cfg.mel_patch
-        self.audio_in = nn.Linear(cfg.mel_patch * cfg.n_mels, d)
+        d, n_audio, n_phones = cfg.d_model, cfg.window // cfg.mel_patch, cfg.audio_config().n_features - cfg.n_mels
+        self.audio_in = nn.Linear(cfg.mel_patch * cfg.n_mels, d) if "mel" in cfg.front_end else None
+        self.phones_in = nn.Linear(cfg.mel_patch * n_phones, d) if n_phones else None
         self.audio_pos = nn.Parameter(torch.randn(n_audio, d) * 0.02)  # where in the window
         self.point_in = nn.Linear(4 * cfg.n_freqs, d)
         F = cfg.n_freqs  # point features per coordinate, (sin, cos) of x then of y: this model's layout
@@ -195,11 +207,15 @@ class LandmarkCompletionTransformer(nn.Module):
     def forward(self, mel: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         self._check(mel, reference)
-        B, T, W, M = mel.shape
-        A = W // cfg.mel_patch
-        mel = (mel - cfg.mel_mean) / cfg.mel_std
-        audio = self.audio_in(mel.reshape(B, T, A, cfg.mel_patch * M))
-        audio = audio + self.audio_pos + self.modality[0]  # (B, T, A, d)
+        B, T, W, _ = mel.shape
+        A, M = W // cfg.mel_patch, cfg.n_mels
+        phones, mel = mel[..., M:], (mel[..., :M] - cfg.mel_mean) / cfg.mel_std  # (B, T, W, 40), (B, T, W, 80)
+        read = []  # each audio token reads its patch of p frames: log-mel, one-hot phones, or both
+        if self.audio_in is not None:
+            read.append(self.audio_in(mel.reshape(B, T, A, cfg.mel_patch * M)))
+        if self.phones_in is not None:
+            read.append(self.phones_in(phones.reshape(B, T, A, -1)))
+        audio = sum(read) + self.audio_pos + self.modality[0]  # (B, T, A, d)
         hidden = self.encode_reference(reference)[:, None].expand(B, T, -1, -1)  # (B, T, 31, d)
         x = torch.cat([audio, hidden], 2) + self.time_pos[:T, None]  # (B, T, A + 31, d)
         for block in self.blocks:
@@ -225,8 +241,10 @@ class LandmarkCompletionTransformer(nn.Module):
 
     def _check(self, mel: torch.Tensor, reference: torch.Tensor) -> None:
         cfg = self.cfg
-        if mel.ndim != 4 or mel.shape[2:] != (cfg.window, cfg.n_mels):
-            raise ValueError(f"mel must be (B, T, {cfg.window}, {cfg.n_mels}) windows from audio.audio_features; got {tuple(mel.shape)}")
+        F = cfg.audio_config().n_features
+        if mel.ndim != 4 or mel.shape[2:] != (cfg.window, F):
+            raise ValueError(f"mel must be (B, T, {cfg.window}, {F}) windows from audio.audio_features with the "
+                             f"model's AudioConfig (front end {cfg.front_end!r}); got {tuple(mel.shape)}")
         if mel.shape[1] > cfg.clip_frames:
             raise ValueError(f"{mel.shape[1]} frames but the model predicts at most clip_frames={cfg.clip_frames} "
                              "jointly: use predict_sequence for longer audio")
@@ -236,12 +254,12 @@ class LandmarkCompletionTransformer(nn.Module):
     @torch.no_grad()
     def predict_sequence(self, mel: np.ndarray, reference: np.ndarray, overlap: int | None = None,
                          batch: int = 8) -> np.ndarray:
-        """Any number of frames: ``mel (T, W, 80)``, normalised ``reference (68, 2)`` → ``(T, 68, 2)``.
+        """Any number of frames: ``mel (T, W, F)``, normalised ``reference (68, 2)`` → ``(T, 68, 2)``.
 
         Cuts the sequence into clips of ``clip_frames`` that overlap by ``overlap`` frames (default an
         eighth; the last clip is moved back to end at the last frame, like the training chunks that
         end a clip), runs them in batches of ``batch`` clips and cross-fades the overlaps linearly.
-        Audio shorter than a clip is padded with silent windows (the log-mel floor). Batches of 8
+        Audio shorter than a clip is padded with silent windows (:func:`~minitalker.audio.silent_features`). Batches of 8
         clips run faster than one batch of all (whose large activations cost page faults), and an
         overlap of 2 frames in 16 computes 14% fewer frames than one of 4.
         """
@@ -251,7 +269,7 @@ class LandmarkCompletionTransformer(nn.Module):
             raise ValueError(f"overlap={overlap}: give 0 <= overlap < clip_frames={C}")
         T = len(mel)
         if T < C:  # shorter than one clip: pad with silent windows
-            silent = np.full((C - T, *mel.shape[1:]), math.log(AudioConfig().log_floor), np.float32)
+            silent = np.broadcast_to(silent_features(self.cfg.audio_config()), (C - T, *mel.shape[1:]))
             mel = np.concatenate([mel, silent])
         starts = list(range(0, len(mel) - C + 1, C - overlap))  # len(mel) >= C now
         if starts[-1] + C < len(mel):
@@ -328,8 +346,9 @@ def predict_landmarks(model: LandmarkCompletionTransformer, wav: np.ndarray, ref
     if ref.shape != (scheme.N_POINTS, 2):
         raise ValueError(f"reference_landmarks must be one face (68, 2) in pixels; got {ref.shape}")
     ref_n, params = scheme.normalise(ref)  # (68, 2) in the canonical frame
-    mel = audio_features(wav, cfg=audio_cfg or model.cfg.audio_config(), fps=fps)  # (T, W, 80); ValueError if too short
-    if mel.shape[1:] != (model.cfg.window, model.cfg.n_mels):
-        raise ValueError(f"audio windows {mel.shape[1:]} do not match the model's ({model.cfg.window}, "
-                         f"{model.cfg.n_mels}): use the AudioConfig the model was trained with")
+    mel = audio_features(wav, cfg=audio_cfg or model.cfg.audio_config(), fps=fps)  # (T, W, F); ValueError if too short
+    expected = (model.cfg.window, model.cfg.audio_config().n_features)
+    if mel.shape[1:] != expected:
+        raise ValueError(f"audio windows {mel.shape[1:]} do not match the model's {expected}: use the "
+                         "AudioConfig the model was trained with (model.cfg.audio_config())")
     return scheme.denormalise(model.predict_sequence(mel, ref_n), params)  # (T, 68, 2) pixels

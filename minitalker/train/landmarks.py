@@ -154,7 +154,7 @@ def score(preds: list[np.ndarray], data: LandmarkClips) -> dict:
 
 
 def predict_model(model: LandmarkCompletionTransformer, data: LandmarkClips) -> list[np.ndarray]:
-    return [model.predict_sequence(data.windows(i), data.reference[i]) for i in range(len(data))]
+    return [model.predict_sequence(data.features(i), data.reference[i]) for i in range(len(data))]
 
 
 class Ridge:
