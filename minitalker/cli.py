@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from <out>/last exactly where it stopped")
     p.add_argument("--front-end", choices=("mel", "phones", "mel+phones"), help="what the audio tokens read: the "
                    "log-mel, the phones pocketsphinx recognises, or both (default: the preset's)")
+    p.add_argument("--true-phones", type=float, metavar="P", help="with phones: this fraction of training chunks reads "
+                   "the corpus's own phones instead of the heard ones (default: the preset's)")
     p.add_argument("--export", metavar="PATH", help="then write the best weights as fp16 + test metrics to PATH "
                    "(e.g. data/checkpoints/landmarks_fast)")
     p.set_defaults(func=_train_landmarks)
@@ -190,13 +192,16 @@ def _train_landmarks(args) -> None:
     import sys
 
     from minitalker.nn.landmark_transformer import LandmarkTransformerConfig
-    from minitalker.train.landmarks import export_landmark_model, format_results, train_landmarks
+    from minitalker.train.landmarks import LandmarkTrainConfig, export_landmark_model, format_results, train_landmarks
 
     model_cfg = LandmarkTransformerConfig.preset(args.preset)
     if args.front_end:  # the linear path reads the log-mel: without it, there is none
         model_cfg = dataclasses.replace(model_cfg, front_end=args.front_end,
                                         linear_path=model_cfg.linear_path and "mel" in args.front_end)
-    run = train_landmarks(args.preset, args.out, resume=args.resume, model_cfg=model_cfg)
+    train_cfg = LandmarkTrainConfig.preset(args.preset)
+    if args.true_phones is not None:
+        train_cfg = dataclasses.replace(train_cfg, p_true_phones=args.true_phones)
+    run = train_landmarks(args.preset, args.out, resume=args.resume, model_cfg=model_cfg, train_cfg=train_cfg)
     print("trained:", run)
     if args.export:
         threads = os.environ.get("OMP_NUM_THREADS")  # part of how it was made: it changes the timing

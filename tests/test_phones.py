@@ -10,7 +10,7 @@ from minitalker import phones as P
 from minitalker.audio import AudioConfig, audio_features, log_mel, recognise_phones, silent_features
 from minitalker.data import datasets
 from minitalker.data.datasets import LandmarkClips, MelAugment, recognise_clips
-from minitalker.data.real_speech import ARPABET_TO_ESPEAK, frame_phones, real_speech_set
+from minitalker.data.real_speech import ARPABET_TO_ESPEAK, espeak_to_arpabet, frame_phones, real_speech_set
 from minitalker.nn.landmark_transformer import LandmarkCompletionTransformer, LandmarkTransformerConfig
 from minitalker.train.landmarks import splits
 
@@ -87,9 +87,11 @@ def test_corpus_phones_are_cached_beside_the_corpus(tiny_corpus, monkeypatch):
 
 def test_landmark_samples_carry_the_phones_and_augmentation_leaves_them(tiny_corpus):
     data = LandmarkClips(splits(tiny_corpus)["train"], AudioConfig(phones=True))
-    plain, aug = data.batch([3, 4], 8), data.batch([3, 4], 8, MelAugment(p_pause=0.0))
+    plain = data.batch([3, 4], 8)
     assert plain["mel"].shape == (2, 8, 20, 120)
-    assert torch.equal(plain["mel"][..., 80:], aug["mel"][..., 80:]) and not torch.equal(plain["mel"], aug["mel"])
+    quiet, aug = (data.batch([3, 4], 8, MelAugment(p_pause=0.0, **kw)) for kw in ({"level_db": 0.0, "tilt_db": 0.0,
+                                                                                    "p_noise": 0.0}, {}))
+    assert torch.equal(quiet["mel"][..., 80:], aug["mel"][..., 80:]) and not torch.equal(quiet["mel"], aug["mel"])
     mel_only = LandmarkClips(splits(tiny_corpus)["train"]).batch([3, 4], 8)
     assert torch.equal(plain["mel"][..., :80], mel_only["mel"])
     pause = data.batch(list(range(40)), 8, MelAugment(p_pause=1.0, p_noise=0.0, level_db=0.0, tilt_db=0.0))
@@ -119,3 +121,25 @@ def test_the_phones_front_end_has_no_linear_path():
     with pytest.raises(ValueError, match="front_end"):
         LandmarkTransformerConfig(front_end="words")
     assert dataclasses.replace(LandmarkTransformerConfig(), front_end="mel+phones").audio_config().phones
+
+
+def test_every_espeak_phoneme_has_a_cmu_name():
+    from minitalker.data.real_speech import ESPEAK_TO_ARPABET
+    from minitalker.data.visemes import DIPHTHONGS, VISEMES
+
+    assert set(VISEMES) | set(DIPHTHONGS) <= set(ESPEAK_TO_ARPABET) and set(ESPEAK_TO_ARPABET.values()) <= set(P.PHONES)
+    assert espeak_to_arpabet([("'aU", 0.0, 0.1), ("t#", 0.1, 0.2), ("_:", 0.2, 0.3), ("b", 0.3, 0.4)]) == [
+        ("aw", 0.0, 0.1), ("t", 0.1, 0.2), ("sil", 0.2, 0.3), ("b", 0.3, 0.4)]
+
+
+def test_training_chunks_can_read_the_corpus_phones(tiny_corpus):
+    """p_true_phones = 1: every chunk's phone track is the corpus's own (its p, b, m where espeak said them)."""
+    data = LandmarkClips(splits(tiny_corpus)["train"], AudioConfig(phones=True))
+    quiet = dict(p_pause=0.0, p_noise=0.0, level_db=0.0, tilt_db=0.0)
+    heard, true = (data.batch(list(range(6)), 8, MelAugment(**quiet, p_true_phones=p))["mel"] for p in (0.0, 1.0))
+    assert torch.equal(heard[..., :80], true[..., :80]) and not torch.equal(heard[..., 80:], true[..., 80:])
+    own = np.concatenate([data.true_phones[i] for i in range(len(data))])  # (ΣM, 40)
+    rows = true[..., 80:].reshape(-1, 40).numpy()
+    assert {tuple(r) for r in rows} <= {tuple(r) for r in own}  # every row is one of the corpus's own
+    bilabial = [P.PHONES.index(p) for p in ("p", "b", "m")]
+    assert own[:, bilabial].sum() > 0

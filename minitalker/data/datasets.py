@@ -41,6 +41,7 @@ from ..config import check_fraction, check_non_negative, check_positive
 from ..landmarks import scheme
 from ..phones import CACHE_KEY, phone_track
 from .corpus import Clip
+from .real_speech import espeak_to_arpabet
 
 
 @dataclass
@@ -79,6 +80,12 @@ class MelAugment:
     * on a fraction ``p_nonspeech`` of the samples, **sound that is not speech**
       (:func:`nonspeech`: noise, hum, tones and chords) and the resting mouth as the target: without
       it, white noise opened the mouth.
+
+    For the phonetic front end (:mod:`minitalker.phones`), on a fraction ``p_true_phones`` of the
+    samples the phone track is the corpus's own (espeak's phonemes in CMU names) instead of what
+    pocketsphinx hears: it hears only 3% of espeak's bilabial frames as p, b or m (75-100% on the
+    human recordings), so from recognised phones alone agent 1 could not learn that a heard p
+    closes the lips.
     """
 
     level_db: float = 6.0
@@ -94,11 +101,12 @@ class MelAugment:
     p_band: float = 0.0
     band_hz: tuple[float, float] = (3400.0, 6000.0)
     p_nonspeech: float = 0.0
+    p_true_phones: float = 0.0
 
     def __post_init__(self):
         check_non_negative(self, "level_db", "tilt_db", "hum_db", "eq_db", "warp", "speed")
         check_positive(self, "eq_bands")
-        check_fraction(self, "p_noise", "p_pause", "p_band", "p_nonspeech")
+        check_fraction(self, "p_noise", "p_pause", "p_band", "p_nonspeech", "p_true_phones")
         for name in ("noise_db", "band_hz"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
@@ -255,10 +263,11 @@ class LandmarkClips:
         self.audio_cfg = audio_cfg or AudioConfig()
         self.clips = clips
         self.mel = [log_mel(c.audio, self.audio_cfg) for c in clips]  # [(M_i, 80)]
-        self.phones = None  # [(M_i, 40)] one-hot, if the front end has phones
+        self.phones = self.true_phones = None  # [(M_i, 40)] one-hot: heard, and the corpus's own
         if self.audio_cfg.phones:
             hop_s = self.audio_cfg.hop_length / self.audio_cfg.sample_rate
             self.phones = [phone_track(p, len(m), hop_s) for p, m in zip(recognise_clips(clips, self.audio_cfg), self.mel)]
+            self.true_phones = [phone_track(espeak_to_arpabet(c.phonemes), len(m), hop_s) for c, m in zip(clips, self.mel)]
         self.reference = [scheme.normalise(c.reference()[1])[0] for c in clips]  # [(68, 2)]
         self.target = [scheme.normalise(c.landmarks)[0] for c in clips]  # [(T_i, 68, 2)]
         self.n_frames = np.array([len(t) for t in self.target])
@@ -267,9 +276,12 @@ class LandmarkClips:
     def __len__(self) -> int:
         return len(self.clips)
 
-    def track(self, i: int) -> np.ndarray:
-        """Clip ``i``'s features per mel frame ``(M_i, F)``: log-mel, then phones if any (:func:`~minitalker.audio.audio_track`)."""
-        return self.mel[i] if self.phones is None else np.concatenate([self.mel[i], self.phones[i]], 1)
+    def track(self, i: int, true_phones: bool = False) -> np.ndarray:
+        """Clip ``i``'s features per mel frame ``(M_i, F)``: log-mel, then phones if any (:func:`~minitalker.audio.audio_track`;
+        ``true_phones``: the corpus's own phones instead of the heard ones)."""
+        if self.phones is None:
+            return self.mel[i]
+        return np.concatenate([self.mel[i], (self.true_phones if true_phones else self.phones)[i]], 1)
 
     def windows(self, i: int) -> np.ndarray:
         """All log-mel frame windows of clip ``i`` → ``(T_i, W, 80)`` (what the ridge baseline reads)."""
@@ -302,7 +314,9 @@ class LandmarkClips:
         if not starts.any():
             raise ValueError(f"every clip is shorter than {frames} frames: use a smaller clip_frames")
         i = rng.choice(len(starts), p=starts / starts.sum())
-        mel, target = self.track(i), self.target[i]  # (M, F), (T, 68, 2)
+        # (drawn for every phone sample, so p_true_phones changes the phone source and nothing else)
+        true_phones = self.phones is not None and augment is not None and rng.random() < augment.p_true_phones
+        mel, target = self.track(i, true_phones), self.target[i]  # (M, F), (T, 68, 2)
         if augment is not None:
             mel, target = augment.stretch(mel, target, rng, frames)
         k, n = frames // 4, len(target) - frames + 1

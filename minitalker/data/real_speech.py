@@ -36,6 +36,21 @@ ARPABET_TO_ESPEAK = {
     "zh": "Z", "sil": "_"}
 
 
+#: espeak's phonemes (:func:`~minitalker.data.visemes.base_phoneme` keys) → CMU phones: the corpus's
+#: own phone track in the names the recogniser uses (:mod:`minitalker.phones`).
+ESPEAK_TO_ARPABET = {espeak.lstrip("'"): cmu for cmu, espeak in ARPABET_TO_ESPEAK.items()} | {
+    "a#": "ah", "@": "ah", "3": "er", "0": "aa", "O": "ao", "i": "iy", "A@": "aa", "o@": "ao", "i@": "iy",
+    "e@": "eh", "U@": "uh"}
+
+
+def espeak_to_arpabet(phonemes: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """A corpus clip's espeak phonemes ``[(name, start_s, end_s), ...]`` → the same spans as CMU phones
+    (stress marks and variants dropped; pauses and unknown names are ``sil``)."""
+    from minitalker.data.visemes import base_phoneme
+
+    return [(ESPEAK_TO_ARPABET.get(base_phoneme(name), "sil"), start, end) for name, start, end in phonemes]
+
+
 @dataclasses.dataclass(frozen=True)
 class Recording:
     """One shipped recording: the package that ships it, the function there that returns its path, its text."""
