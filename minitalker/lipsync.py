@@ -61,6 +61,16 @@ def lipsync_scores(opening: np.ndarray, phones: list[str], energy: np.ndarray) -
             "bilabial_frames": int(closed.sum()), "open_vowel_frames": int(open_.sum())}
 
 
+def bilabial_hits(truth: list[tuple[str, float, float]], heard: list[tuple[str, float, float]],
+                  n_frames: int) -> dict:
+    """How well a recogniser hears the lip closures: of the video frames whose true phone is p, b or
+    m, the fraction heard as one (``hit``); of the other frames, the fraction heard as one (``false``)."""
+    truth, heard = frame_phones(truth, n_frames), frame_phones(heard, n_frames)
+    closed = np.array([p in BILABIALS for p in truth])
+    said = np.array([p in BILABIALS for p in heard])
+    return {"hit": float(said[closed].mean()) if closed.any() else float("nan"), "false": float(said[~closed].mean())}
+
+
 def rig_opening(phones: list[tuple[str, float, float]], n_frames: int, face: np.ndarray) -> np.ndarray:
     """The mouth opening ``(T,)`` that the corpus's articulation rig gives these phone timings on ``face`` (68, 2).
 

@@ -83,9 +83,8 @@ class MelAugment:
 
     For the phonetic front end (:mod:`minitalker.phones`), on a fraction ``p_true_phones`` of the
     samples the phone track is the corpus's own (espeak's phonemes in CMU names) instead of what
-    pocketsphinx hears: it hears only 3% of espeak's bilabial frames as p, b or m (75-100% on the
-    human recordings), so from recognised phones alone agent 1 could not learn that a heard p
-    closes the lips.
+    pocketsphinx hears: it hears few of espeak's bilabials as p, b or m (most of a person's; design
+    notes), so from recognised phones alone agent 1 could not learn that a heard p closes the lips.
     """
 
     level_db: float = 6.0
@@ -208,8 +207,8 @@ def _mel_centres(n_mels: int) -> np.ndarray:
 def recognise_clips(clips: list[Clip], cfg: AudioConfig | None = None, progress: bool = True,
                     workers: int = 1) -> list[list[tuple[str, float, float]]]:
     """The phones :func:`~minitalker.audio.recognise_phones` hears in each clip, read from (or added
-    to) ``<corpus folder>.phones.json`` beside the corpus folder, which stays as it was built
-    (recognising runs at ~0.05 × real time, so a corpus is heard once).
+    to) ``<corpus folder>.phones.json`` beside the corpus folder, which stays as it was built (a
+    corpus is heard once).
 
     The cache is keyed by clip id and by :data:`minitalker.phones.CACHE_KEY`, one file per corpus,
     rewritten whole every 200 clips (an interrupted run resumes from there). ``workers`` > 1

@@ -67,6 +67,7 @@ from .layers import attention, fourier_features
 HIDDEN = np.flatnonzero(scheme.COMPLETION_MASK)  # (31,) indices predicted from audio
 VISIBLE = np.flatnonzero(~scheme.COMPLETION_MASK)  # (37,) indices copied from the reference
 SHIPPED = DATA_DIR / "checkpoints" / "landmarks_fast"
+SHIPPED_PHONES = DATA_DIR / "checkpoints" / "landmarks_phones_fast"  # the phonetic front end (minitalker.phones)
 
 
 @dataclass
