@@ -268,7 +268,7 @@ def frame_times(n_frames: int, fps: float = FPS) -> np.ndarray:
 
 
 def frame_windows(mel: np.ndarray, n_frames: int, cfg: AudioConfig | None = None, fps: float = FPS) -> np.ndarray:
-    """Cut ``(M, 80)`` log-mel into one window per video frame → ``(T, W, 80)``.
+    """Cut ``(M, F)`` features (log-mel, [+ phones]) into one window per video frame → ``(T, W, F)``.
 
     Window ``i`` holds mel frames ``c_i - W//2 ... c_i + W//2 - 1`` with ``c_i = round(t_i / hop)``
     the mel frame centred on the video frame's time ``t_i`` (:func:`frame_times`); so index ``W//2``
@@ -277,7 +277,7 @@ def frame_windows(mel: np.ndarray, n_frames: int, cfg: AudioConfig | None = None
     cfg = cfg or AudioConfig()
     mel = np.asarray(mel, dtype=np.float32)
     if mel.ndim != 2:
-        raise ValueError(f"mel must be (M, n_mels); got shape {mel.shape}")
+        raise ValueError(f"mel must be (M, F) features per mel frame; got shape {mel.shape}")
     if len(mel) < cfg.window:
         raise ValueError(
             f"audio too short: {len(mel)} mel frames, need at least {cfg.window} "
@@ -293,7 +293,7 @@ def frame_windows(mel: np.ndarray, n_frames: int, cfg: AudioConfig | None = None
         )
     centre = np.round(frame_times(n_frames, fps) / hop_s).astype(int)  # (T,)
     idx = centre[:, None] + np.arange(cfg.window)[None, :] - cfg.window // 2  # (T, W)
-    return mel[np.clip(idx, 0, len(mel) - 1)]  # (T, W, n_mels)
+    return mel[np.clip(idx, 0, len(mel) - 1)]  # (T, W, F)
 
 
 def recognise_phones(wav: np.ndarray, cfg: AudioConfig | None = None) -> list[tuple[str, float, float]]:
