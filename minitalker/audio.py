@@ -75,6 +75,11 @@ class AudioConfig(PresetConfig):
         return 1 << (self.win_length - 1).bit_length()
 
     @property
+    def hop_s(self) -> float:
+        """Seconds between log-mel frames (and phone-track rows): ``hop_length / sample_rate``."""
+        return self.hop_length / self.sample_rate
+
+    @property
     def n_features(self) -> int:
         """Features per frame of :func:`audio_features`: the mel bins, then one per phone if ``phones``."""
         return self.n_mels + (len(phones.PHONES) if self.phones else 0)
@@ -283,7 +288,7 @@ def frame_windows(mel: np.ndarray, n_frames: int, cfg: AudioConfig | None = None
             f"audio too short: {len(mel)} mel frames, need at least {cfg.window} "
             f"(minimum duration {cfg.min_duration_s:.2f} s)"
         )
-    hop_s = cfg.hop_length / cfg.sample_rate
+    hop_s = cfg.hop_s
     duration = (len(mel) - 1) * hop_s
     available = int(duration * fps + 1e-6)  # a frame more is tolerated (edge padding), more is a mismatch
     if n_frames < 1 or n_frames > available + 1:
@@ -307,7 +312,7 @@ def recognise_phones(wav: np.ndarray, cfg: AudioConfig | None = None) -> list[tu
     """
     cfg = cfg or AudioConfig()
     wav = normalise_loudness(wav, cfg)
-    active, hop_s = frame_activity(wav, cfg)[1], cfg.hop_length / cfg.sample_rate  # (M,) one per hop
+    active, hop_s = frame_activity(wav, cfg)[1], cfg.hop_s  # (M,) one per hop
     out = []
     for name, start, end in phones.decode(wav, cfg.sample_rate):
         frames = active[round(start / hop_s):round(end / hop_s)]
@@ -322,7 +327,7 @@ def audio_track(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
     mel = log_mel(wav, cfg)  # (M, n_mels)
     if not cfg.phones:
         return mel
-    track = phones.phone_track(recognise_phones(wav, cfg), len(mel), cfg.hop_length / cfg.sample_rate)  # (M, 40)
+    track = phones.phone_track(recognise_phones(wav, cfg), len(mel), cfg.hop_s)  # (M, 40)
     return np.concatenate([mel, track], 1)
 
 
@@ -382,7 +387,7 @@ def plot_waveform_mel(wav: np.ndarray, mel: np.ndarray | None = None, phonemes=N
     ax_w.plot(np.arange(len(wav)) / cfg.sample_rate, wav, lw=0.5, color="tab:blue")
     ax_w.set(ylabel="amplitude", xlim=(0, duration))
     label_phonemes(ax_w, phonemes or [])
-    hop_s = cfg.hop_length / cfg.sample_rate
+    hop_s = cfg.hop_s
     ax_m.imshow(mel.T, origin="lower", aspect="auto", cmap="magma",
                 extent=(-hop_s / 2, (len(mel) - 0.5) * hop_s, 0, mel.shape[1]))
     ax_m.set(xlabel=f"time (s); minor ticks = video frames at {fps:g} fps", ylabel="mel bin")

@@ -264,7 +264,7 @@ class LandmarkClips:
         self.mel = [log_mel(c.audio, self.audio_cfg) for c in clips]  # [(M_i, 80)]
         self.phones = self.true_phones = None  # [(M_i, 40)] one-hot: heard, and the corpus's own
         if self.audio_cfg.phones:
-            hop_s = self.audio_cfg.hop_length / self.audio_cfg.sample_rate
+            hop_s = self.audio_cfg.hop_s
             self.phones = [phone_track(p, len(m), hop_s) for p, m in zip(recognise_clips(clips, self.audio_cfg), self.mel)]
             self.true_phones = [phone_track(espeak_to_arpabet(c.phonemes), len(m), hop_s) for c, m in zip(clips, self.mel)]
         self.reference = [scheme.normalise(c.reference()[1])[0] for c in clips]  # [(68, 2)]

@@ -166,7 +166,8 @@ class LandmarkCompletionTransformer(nn.Module):
     def __init__(self, cfg: LandmarkTransformerConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or LandmarkTransformerConfig()
-        d, n_audio, n_phones = cfg.d_model, cfg.window // cfg.mel_patch, cfg.audio_config().n_features - cfg.n_mels
+        self.n_features = cfg.audio_config().n_features  # F: log-mel bins [+ phones] per frame of its input
+        d, n_audio, n_phones = cfg.d_model, cfg.window // cfg.mel_patch, self.n_features - cfg.n_mels
         self.audio_in = nn.Linear(cfg.mel_patch * cfg.n_mels, d) if "mel" in cfg.front_end else None
         self.phones_in = nn.Linear(cfg.mel_patch * n_phones, d) if n_phones else None
         self.audio_pos = nn.Parameter(torch.randn(n_audio, d) * 0.02)  # where in the window
@@ -242,9 +243,8 @@ class LandmarkCompletionTransformer(nn.Module):
 
     def _check(self, mel: torch.Tensor, reference: torch.Tensor) -> None:
         cfg = self.cfg
-        F = cfg.audio_config().n_features
-        if mel.ndim != 4 or mel.shape[2:] != (cfg.window, F):
-            raise ValueError(f"mel must be (B, T, {cfg.window}, {F}) windows from audio.audio_features with the "
+        if mel.ndim != 4 or mel.shape[2:] != (cfg.window, self.n_features):
+            raise ValueError(f"mel must be (B, T, {cfg.window}, {self.n_features}) windows from audio.audio_features with the "
                              f"model's AudioConfig (front end {cfg.front_end!r}); got {tuple(mel.shape)}")
         if mel.shape[1] > cfg.clip_frames:
             raise ValueError(f"{mel.shape[1]} frames but the model predicts at most clip_frames={cfg.clip_frames} "
@@ -348,7 +348,7 @@ def predict_landmarks(model: LandmarkCompletionTransformer, wav: np.ndarray, ref
         raise ValueError(f"reference_landmarks must be one face (68, 2) in pixels; got {ref.shape}")
     ref_n, params = scheme.normalise(ref)  # (68, 2) in the canonical frame
     mel = audio_features(wav, cfg=audio_cfg or model.cfg.audio_config(), fps=fps)  # (T, W, F); ValueError if too short
-    expected = (model.cfg.window, model.cfg.audio_config().n_features)
+    expected = (model.cfg.window, model.n_features)
     if mel.shape[1:] != expected:
         raise ValueError(f"audio windows {mel.shape[1:]} do not match the model's {expected}: use the "
                          "AudioConfig the model was trained with (model.cfg.audio_config())")
