@@ -1,12 +1,14 @@
-"""Agent 1 end to end: training on the tiny corpus, evaluation tables, silence, real speech."""
+"""Agent 1 end to end: training on a small built corpus, evaluation tables, silence, real speech."""
 
 import dataclasses
 
 import numpy as np
 import pytest
 
+from conftest import tiny_config
 from minitalker.audio import load_audio
 from minitalker.data.datasets import LandmarkClips, MelAugment
+from minitalker.data.synthetic import build_corpus, load_corpus
 from minitalker.landmarks import scheme
 from minitalker.nn.landmark_transformer import (
     SHIPPED,
@@ -33,9 +35,20 @@ TINY_TRAIN = dataclasses.replace(LandmarkTrainConfig.fast(), steps=160, batch_si
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_corpus, tmp_path_factory):
+def speech_corpus(tmp_path_factory):
+    """18 sentences: 11 to train on, 5 to validate on, no training frames (agent 1 reads none), 3 s to
+    build. The tiny corpus's 4 training sentences and 1 validation sentence put the trained model's
+    validation ratio at 0.79-0.80 of the copied reference, a coin toss at the 0.8 bar between thread
+    counts; here it is 0.55 (0.67 with the corpus seed 1)."""
+    cfg = tiny_config(name="speech", n_sentences=18, splits=(0.6, 0.3, 0.1), frames_fraction=0.0)
+    root = build_corpus(cfg, tmp_path_factory.mktemp("cache") / cfg.folder_name(), progress=False, workers=1)
+    return load_corpus(cfg, root, build_if_missing=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(speech_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("landmarks")
-    return train_landmarks("fast", out, model_cfg=TINY_MODEL, train_cfg=TINY_TRAIN, corpus=tiny_corpus)
+    return train_landmarks("fast", out, model_cfg=TINY_MODEL, train_cfg=TINY_TRAIN, corpus=speech_corpus)
 
 
 def test_samples_are_a_function_of_the_seed(tiny_corpus):
@@ -111,10 +124,10 @@ def test_samples_reach_both_ends_of_a_clip(tiny_corpus):
     assert abs(first - expected) < 0.025 and abs(last - expected) < 0.025, (T, first, last, expected)
 
 
-def test_training_beats_the_copied_reference_on_validation(tiny_corpus, tiny_run):
+def test_training_beats_the_copied_reference_on_validation(speech_corpus, tiny_run):
     from minitalker.nn.landmark_transformer import model_from_checkpoint
 
-    parts = splits(tiny_corpus)
+    parts = splits(speech_corpus)
     train, val = LandmarkClips(parts["train"]), LandmarkClips(parts["val"])
     copy = score(baselines(train, val)["copy reference"](val), val)["mouth_error"]
     model = model_from_checkpoint(tiny_run / "best", config=TINY_MODEL)
@@ -123,8 +136,8 @@ def test_training_beats_the_copied_reference_on_validation(tiny_corpus, tiny_run
     assert model.meta["metrics"]["val_mouth_error"] == pytest.approx(model.meta["best"]["value"])
 
 
-def test_evaluation_reports_baselines_and_phoneme_classes(tiny_corpus, tiny_run):
-    results = evaluate_landmarks(tiny_run / "best", tiny_corpus)
+def test_evaluation_reports_baselines_and_phoneme_classes(speech_corpus, tiny_run):
+    results = evaluate_landmarks(tiny_run / "best", speech_corpus)
     sets = [k for k in results if k.startswith("test_")]
     assert sets and set(results["improvement"]) == set(sets)
     for name in sets:
