@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from minitalker import phones
-from minitalker.config import PresetConfig, check_non_negative, check_positive
+from minitalker.config import PresetConfig, check_choice, check_non_negative, check_positive
 
 SAMPLE_RATE = 16000  # Hz, mono
 FPS = 25  # video frames per second
@@ -49,11 +49,13 @@ class AudioConfig(PresetConfig):
     log_floor: float = 1e-6  # mel power floor before the log: ~70 dB below loud speech bins; hides room noise
     lifter: int = 0  # > 0: keep only the spectral envelope, the first `lifter` cepstral coefficients (see log_mel)
     phones: bool = False  # append the recognised phones' one-hot track after the mel bins (minitalker.phones)
+    recogniser: str = "loop"  # with phones, who hears them: "loop" (phones only) or "words" (words, then aligned)
 
     def __post_init__(self):
         check_positive(self, "sample_rate", "n_mels", "hop_ms", "win_ms", "fmax", "window", "target_rms", "gate_db",
                        "silence_rms", "log_floor")
         check_non_negative(self, "fmin", "lifter")
+        check_choice(self, "recogniser", phones.RECOGNISERS)
         if not self.fmin < self.fmax <= self.sample_rate / 2:
             raise ValueError(f"AudioConfig needs fmin < fmax ≤ sample_rate / 2 (Nyquist, {self.sample_rate / 2:g} Hz); "
                              f"got fmin={self.fmin}, fmax={self.fmax}")
@@ -302,7 +304,8 @@ def frame_windows(mel: np.ndarray, n_frames: int, cfg: AudioConfig | None = None
 
 
 def recognise_phones(wav: np.ndarray, cfg: AudioConfig | None = None) -> list[tuple[str, float, float]]:
-    """The phones pocketsphinx hears in speech ``(N,)`` (:func:`minitalker.phones.decode`) →
+    """The phones pocketsphinx hears in speech ``(N,)`` (:func:`minitalker.phones.decode`, by
+    ``cfg.recogniser``) →
     ``[(phone, start_s, end_s), ...]``, after two steps of this front end:
 
     * the speech is first brought to the front end's loudness (:func:`normalise_loudness`), so a
@@ -314,7 +317,7 @@ def recognise_phones(wav: np.ndarray, cfg: AudioConfig | None = None) -> list[tu
     wav = normalise_loudness(wav, cfg)
     active, hop_s = frame_activity(wav, cfg)[1], cfg.hop_s  # (M,) one per hop
     out = []
-    for name, start, end in phones.decode(wav, cfg.sample_rate):
+    for name, start, end in phones.decode(wav, cfg.sample_rate, cfg.recogniser):
         frames = active[round(start / hop_s):round(end / hop_s)]
         out.append((name if frames.size and frames.mean() >= 0.5 else "sil", start, end))
     return out

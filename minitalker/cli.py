@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from <out>/last exactly where it stopped")
     p.add_argument("--front-end", choices=("mel", "phones", "mel+phones"), help="what the audio tokens read: the "
                    "log-mel, the phones pocketsphinx recognises, or both (default: the preset's)")
+    p.add_argument("--recogniser", choices=("loop", "words"), help="with phones: pocketsphinx's phone loop, or its "
+                   "word recogniser followed by alignment of the words' phones (default: loop)")
     p.add_argument("--true-phones", type=float, metavar="P", help="with phones: this fraction of training chunks reads "
                    "the corpus's own phones instead of the heard ones (default: the preset's)")
     p.add_argument("--export", metavar="PATH", help="then write the best weights as fp16 + test metrics to PATH "
@@ -199,6 +201,8 @@ def _train_landmarks(args) -> None:
         model_cfg = dataclasses.replace(model_cfg, front_end=args.front_end,
                                         linear_path=model_cfg.linear_path and "mel" in args.front_end)
     train_cfg = LandmarkTrainConfig.preset(args.preset)
+    if args.recogniser:
+        model_cfg = dataclasses.replace(model_cfg, recogniser=args.recogniser)
     if args.true_phones is not None:
         train_cfg = dataclasses.replace(train_cfg, p_true_phones=args.true_phones)
     run = train_landmarks(args.preset, args.out, resume=args.resume, model_cfg=model_cfg, train_cfg=train_cfg)

@@ -4,11 +4,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import tiny_config
 from minitalker.audio import load_audio
 from minitalker.data.datasets import LandmarkClips, MelAugment
 from minitalker.data.synthetic import build_corpus, load_corpus
+from minitalker.io import load_checkpoint
 from minitalker.landmarks import scheme
 from minitalker.nn.landmark_transformer import (
     SHIPPED,
@@ -147,6 +149,21 @@ def test_evaluation_reports_baselines_and_phoneme_classes(speech_corpus, tiny_ru
         assert results[name]["copy reference"]["opening_corr"] is None  # a constant has no correlation
     table = format_results(results)
     assert "| phoneme class" in table and "ridge" in table and "% lower" in table
+
+
+def test_export_ships_fp16_weights_with_scores_and_the_recogniser_it_hears_with(speech_corpus, tiny_run, tmp_path):
+    """The export's JSON holds the scores and where they came from; ``recogniser`` sets who hears the
+    phones after export (the training's is kept beside it), and the shipped model loads with it."""
+    from minitalker.train.landmarks import export_landmark_model
+
+    info = export_landmark_model(tiny_run, tmp_path / "tiny", command="test", corpus=speech_corpus,
+                                 recogniser="words")
+    assert info["model_config"]["recogniser"] == "words" and info["trained_recogniser"] == "loop"
+    assert set(info["test_results"]["improvement"]) and set(info["real_speech"]["overall"]) >= {"closure_ratio", "offset"}
+    model = load_landmark_model(tmp_path / "tiny")
+    assert model.cfg.recogniser == "words" and model.cfg.audio_config().recogniser == "words"
+    assert all(v.dtype == torch.float16 for v in load_checkpoint(tmp_path / "tiny")[0].values())
+    assert (tmp_path / "tiny.md").read_text().startswith("# tiny: agent 1")
 
 
 BOTH_SHIPPED = pytest.mark.parametrize("checkpoint", [SHIPPED, SHIPPED_PHONES], ids=["mel", "phones"])

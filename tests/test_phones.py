@@ -38,6 +38,31 @@ def test_recognised_phones_agree_with_the_forced_alignment(arctic):
     assert bilabial and np.mean([t in {"p", "b", "m"} for t in bilabial]) >= 0.5  # chance: 0.06
 
 
+def test_the_word_route_hears_the_words_and_aligns_their_phones(arctic):
+    """On clean read speech the word recogniser hears the sentence, and the phones aligned to what it
+    heard cover nearly every speech frame as the forced alignment to the true text does."""
+    cfg = AudioConfig(phones=True, recogniser="words")
+    found = recognise_phones(arctic["wav"], cfg)
+    n = len(arctic["wav"]) * 25 // 16000
+    truth, heard = frame_phones(arctic["phones"], n), frame_phones(found, n)
+    agree = np.mean([t == h for t, h in zip(truth, heard) if t != "sil"])
+    assert agree > 0.8, agree  # measured: 1.00 on both ARCTIC sentences; the phone loop: 0.71 and 0.61
+    with pytest.raises(ValueError, match="recogniser"):
+        P.decode(arctic["wav"], recogniser="syllables")
+
+
+def test_where_no_words_can_be_aligned_the_loop_stands_in():
+    """A 60 Hz hum at the front end's loudness: the word recogniser hears a word it cannot align to the
+    audio; the phones then come from the phone loop, and no alignment error reaches the user."""
+    from minitalker.audio import normalise_loudness
+
+    hum = normalise_loudness((0.1 * np.sin(2 * np.pi * 60 * np.arange(48000) / 16000)).astype(np.float32), AudioConfig())
+    assert P.hear_words(hum)  # measured: "for"
+    with pytest.raises(ValueError, match="could not align"):
+        P.align(hum, P.hear_words(hum), loglevel="FATAL")
+    assert P.decode(hum, recogniser="words") == P.decode(hum, recogniser="loop")
+
+
 def test_what_is_heard_does_not_depend_on_what_was_heard_before(arctic, tiny_corpus):
     """A reused pocketsphinx decoder carries state between utterances; the cache needs the same
     phones for the same audio, whatever order the clips are recognised in."""
@@ -83,6 +108,12 @@ def test_corpus_phones_are_cached_beside_the_corpus(tiny_corpus, monkeypatch):
     assert cache.is_file()  # beside the corpus: its folder stays as built
     monkeypatch.setattr(datasets, "recognise_phones", lambda *a, **k: pytest.fail("recognised again instead of read"))
     assert recognise_clips(clips, progress=False) == first
+    monkeypatch.undo()
+    words = AudioConfig(phones=True, recogniser="words")
+    assert recognise_clips(clips, words, progress=False) == [recognise_phones(c.audio, words) for c in clips]
+    assert cache.with_name(f"{tiny_corpus.root.name}.phones-words.json").is_file()  # its own file: the loop's stays
+    monkeypatch.setattr(datasets, "recognise_phones", lambda *a, **k: pytest.fail("recognised again instead of read"))
+    assert recognise_clips(clips, progress=False) == first
 
 
 def test_landmark_samples_carry_the_phones_and_augmentation_leaves_them(tiny_corpus):
@@ -120,6 +151,10 @@ def test_the_phones_front_end_has_no_linear_path():
         LandmarkTransformerConfig(front_end="phones")
     with pytest.raises(ValueError, match="front_end"):
         LandmarkTransformerConfig(front_end="words")
+    with pytest.raises(ValueError, match="recogniser"):
+        LandmarkTransformerConfig(recogniser="syllables")
+    words = LandmarkTransformerConfig(front_end="phones", linear_path=False, recogniser="words").audio_config()
+    assert words.phones and words.recogniser == "words"
     assert dataclasses.replace(LandmarkTransformerConfig(), front_end="mel+phones").audio_config().phones
 
 

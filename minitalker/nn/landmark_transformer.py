@@ -62,6 +62,7 @@ from ..audio import AudioConfig, audio_features, silent_features
 from ..config import DATA_DIR, PresetConfig, check_choice, check_fraction, check_non_negative, check_positive
 from ..io import check_kind, load_checkpoint, model_weights
 from ..landmarks import scheme
+from ..phones import RECOGNISERS
 from .layers import attention, fourier_features
 
 HIDDEN = np.flatnonzero(scheme.COMPLETION_MASK)  # (31,) indices predicted from audio
@@ -88,10 +89,12 @@ class LandmarkTransformerConfig(PresetConfig):
     mel_std: float = 4.4
     lifter: int = 0  # AudioConfig.lifter of its features: 0 = the full log-mel, K = its spectral envelope
     front_end: str = "mel"  # what the audio tokens read: "mel", "phones" (minitalker.phones) or "mel+phones"
+    recogniser: str = "loop"  # with phones, who hears them, in training and after: minitalker.phones.RECOGNISERS
 
     def audio_config(self) -> AudioConfig:
         """The front end this model hears through (:func:`minitalker.audio.audio_features`)."""
-        return AudioConfig(n_mels=self.n_mels, window=self.window, lifter=self.lifter, phones="phones" in self.front_end)
+        return AudioConfig(n_mels=self.n_mels, window=self.window, lifter=self.lifter, phones="phones" in self.front_end,
+                           recogniser=self.recogniser)
 
     @classmethod
     def full(cls) -> "LandmarkTransformerConfig":
@@ -103,6 +106,7 @@ class LandmarkTransformerConfig(PresetConfig):
         check_non_negative(self, "n_reference_layers", "n_freqs", "lifter")
         check_fraction(self, "dropout")
         check_choice(self, "front_end", ("mel", "phones", "mel+phones"))
+        check_choice(self, "recogniser", RECOGNISERS)
         if self.front_end == "phones" and self.linear_path:
             raise ValueError("the linear path reads the log-mel, which the phones front end does not use: "
                              "give linear_path=False with front_end='phones'")

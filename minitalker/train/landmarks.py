@@ -311,22 +311,29 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
 
 
 def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIPPED, command: str = "",
-                          corpus: Corpus | None = None) -> dict:
+                          corpus: Corpus | None = None, recogniser: str | None = None) -> dict:
     """Write ``run/best`` as a small fp16 checkpoint at ``dest`` with its test metrics and provenance.
 
     The JSON records the command that trained it, the configs, the seed, the training time, the
     evaluation of :func:`evaluate_landmarks` (model and baselines) and the lip-sync on real speech
     (:func:`minitalker.lipsync.evaluate_landmarks_real`); ``<dest>.metrics.jsonl`` keeps
     the training log and ``<dest>.md`` says it all in words. Returns that JSON.
+    ``recogniser``: with phones, the recogniser the shipped model hears with, where it is not the one it
+    trained with (:data:`minitalker.phones.RECOGNISERS`): the weights map phones to mouths, whoever
+    heard them; the JSON keeps the training's under ``trained_recogniser``.
     """
     tensors, meta = load_checkpoint(Path(run) / "best")
     weights = export_weights(tensors)
     model = model_from_checkpoint(Path(run) / "best")
+    trained_recogniser = model.cfg.recogniser
+    if recogniser:
+        model.cfg = dataclasses.replace(model.cfg, recogniser=recogniser)
     model.load_state_dict(model_weights(weights))  # score what we ship: fp16-rounded
     results = evaluate_landmarks(model, corpus or landmark_corpus(meta["train_config"]))
     real = evaluate_landmarks_real(model)
-    info = {k: meta[k] for k in ("model_class", "model_config", "train_config", "step", "train_seconds", "corpus")}
-    info |= {"command": command, "seed": meta["train_config"]["seed"], "val_metrics": meta["metrics"],
+    info = {k: meta[k] for k in ("model_class", "train_config", "step", "train_seconds", "corpus")}
+    info |= {"model_config": model.cfg.to_dict(), "trained_recogniser": trained_recogniser, "command": command,
+             "seed": meta["train_config"]["seed"], "val_metrics": meta["metrics"],
              "test_results": results, "real_speech": real,
              "dtype": "float16", "torch_threads": torch.get_num_threads(), "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
     dest = Path(dest)
