@@ -2,7 +2,7 @@
 video with 10 DDIM steps on 2 CPU cores), and how fast does it train?
 
 * **sampling**: seconds of wall time per second of 25 fps video (warp, masks, the UNet, colour match)
-  at the default settings (10 DDIM steps from the warp at ``strength`` 0.6: 6 UNet passes a frame,
+  at the default settings (10 DDIM steps from the warp at ``strength`` 0.5: 5 UNet passes a frame,
   guidance 1) for clips of 25 / 50 / 100 frames, and from pure noise (``strength`` 1) for 10 / 25 / 50
   steps, with guidance 1.5 (which doubles the passes), and at 128 px (the fast architecture at twice
   the size: what resolution costs);

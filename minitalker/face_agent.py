@@ -24,11 +24,11 @@ target's 68 landmarks enter through cross-attention. What the paper leaves open,
   mouth's box (the mouth is ~8% of the pixels but all of the speech).
 * **Guidance**: landmarks dropped to the learned null tokens with probability ``p_uncond`` in
   training, so classifier-free guidance can push samples toward the landmarks at sampling time.
-* **Where sampling starts** (``strength``, with ``warp``): DDIM runs only the last 60% of its steps,
+* **Where sampling starts** (``strength``, with ``warp``): DDIM runs only the last half of its steps,
   from the warped reference noised to that level (SDEdit): the warp already has the photo's skin
   where the landmarks want it, so the sampler keeps its layout and repaints what the warp cannot
   give (the inside of the mouth, the stretch). The paper samples from pure noise (``strength=1``);
-  starting from the warp follows the landmarks more closely on real photos, at 6 UNet passes a
+  starting from the warp follows the landmarks more closely on real photos, at 5 UNet passes a
   frame instead of 10 (docs/design_notes.md has the measurement).
 
 The posing, the loss and the sampler work on any :class:`Denoiser`: our :class:`LandmarkUNet` (pixels)
@@ -81,7 +81,7 @@ class FaceAgentConfig(PresetConfig):
     p_reshape: float = 0.0  # training: a sample takes (part of) another identity's face shape (texture swap)
     colour_match: float = 0.08  # with warp: σ (fraction of the crop) of the low frequencies taken from the warp; 0 = off
     guidance_scale: float = 1.0  # default at sampling time (1 = no guidance: one UNet pass per step)
-    strength: float = 0.6  # with warp, DDIM: start from the warp noised to this fraction of the steps (1 = noise)
+    strength: float = 0.5  # with warp, DDIM: start from the warp noised to this fraction of the steps (1 = noise)
 
     @classmethod
     def full(cls) -> "FaceAgentConfig":
@@ -383,7 +383,7 @@ def check_sampling(schedule: NoiseSchedule, steps: int | None, guidance: float, 
         raise ValueError(f"guidance {guidance} is not a finite number ≥ 0 — give e.g. 1 (no guidance, one UNet pass "
                          "per step) or 1.5 (stronger pull toward the landmarks, twice the cost)")
     if not (np.isfinite(strength) and 0 < strength <= 1):
-        raise ValueError(f"strength {strength} is not in (0, 1] — give e.g. 0.6 (start from the warped photo, 60% of "
+        raise ValueError(f"strength {strength} is not in (0, 1] — give e.g. 0.5 (start from the warped photo, half of "
                          "the steps) or 1 (start from pure noise)")
 
 

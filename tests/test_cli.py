@@ -170,7 +170,7 @@ CASES = {  # id: (argument changes, fragments of the one line); files are in the
     "steps 0": ({"steps": "0"}, ["steps 0 is out of range — give 1 to 1000"]),
     "guidance nan": ({"guidance": "nan"}, ["guidance nan is not a finite number ≥ 0"]),
     "guidance -1": ({"guidance": "-1"}, ["guidance -1.0 is not a finite number ≥ 0"]),
-    "strength 0": ({"strength": "0"}, ["strength 0.0 is not in (0, 1] — give e.g. 0.6"]),
+    "strength 0": ({"strength": "0"}, ["strength 0.0 is not in (0, 1] — give e.g. 0.5"]),
     "landmarks as --faces": ({"faces": CHECKPOINTS / "landmarks_fast"},
                              ["holds the weights of agent 1 (landmarks) (give it as --landmarks)"]),
     "faces as --landmarks": ({"landmarks": CHECKPOINTS / "faces_fast"},
