@@ -16,7 +16,8 @@ is our choice: the one that ships offline.)
     language model's knowledge of English turns half-heard phones into whole words, so on clean human
     speech the phones come out right far more often than from the loop; on espeak's robotic voice and
     its word salad it does worse (``benchmarks/phone_recognition.py``). Where it hears no words, or
-    cannot align them, the loop's phones stand in.
+    cannot align them, the loop's phones stand in, for the whole utterance (one misheard word that
+    will not align sends a long recording back to the loop).
 
   :func:`minitalker.audio.recognise_phones` adds the front end's loudness and silence gate.
 * :func:`phone_track`: phones → ``(M, P)`` one-hot rows, one per log-mel frame (``m · hop``), so the
@@ -47,8 +48,9 @@ def cache_key(recogniser: str = "loop") -> dict:
 
 
 def _decoder(sample_rate: int, loglevel: str = "ERROR", phone_loop: bool = False):
-    """A fresh decoder (0.1 s to make): a reused one carries state from earlier utterances into the
-    next, so the same audio could be heard differently. pocketsphinx's word recogniser (its US-English
+    """A fresh decoder (0.15 s to make for the loop, 0.4 s with the language model): a reused one
+    carries state from earlier utterances into the next, so the same audio could be heard
+    differently. pocketsphinx's word recogniser (its US-English
     language model and dictionary), or with ``phone_loop`` its phone loop, where batch CMN takes the
     cepstral means from the whole utterance."""
     try:
@@ -101,17 +103,17 @@ def align(wav: np.ndarray, text: str, sample_rate: int = 16000, loglevel: str = 
     ValueError where the speech cannot be aligned to the text.
     """
     decoder = _decoder(sample_rate, loglevel)
-    decoder.set_align_text(text)
     failed = ValueError(f"pocketsphinx could not align the speech to {text!r}: is it the right text?")
-    for step in ("words", "phones"):  # first the word sequence, then the phones inside it
-        try:
+    try:  # pocketsphinx raises RuntimeError ("Failed to stop utterance processing", unknown words, ...)
+        decoder.set_align_text(text)
+        for step in ("words", "phones"):  # first the word sequence, then the phones inside it
             _run(decoder, wav)
-        except RuntimeError as e:  # pocketsphinx: "Failed to stop utterance processing"
-            raise failed from e
-        if step == "words":
-            if decoder.hyp() is None:
-                raise failed
-            decoder.set_alignment()
+            if step == "words":
+                if decoder.hyp() is None:
+                    raise failed
+                decoder.set_alignment()
+    except RuntimeError as e:
+        raise failed from e
     frame_s = 1 / decoder.config["frate"]
     return [(name if (name := ph.name.lower()) in PHONES else "sil", ph.start * frame_s,
              (ph.start + ph.duration) * frame_s) for word in decoder.get_alignment() for ph in word]

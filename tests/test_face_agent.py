@@ -256,7 +256,7 @@ def test_sampling_from_the_warp_runs_only_the_last_steps(tiny_face_run, tiny_cor
     calls = []
     unet.register_forward_hook(lambda *_: calls.append(1))
     frames = {}
-    for strength, passes in [(1.0, 10), (0.6, 6), (0.01, 1)]:
+    for strength, passes in [(1.0, 10), (0.6, 6), (None, 5), (0.01, 1)]:  # None: the default, half the steps
         calls.clear()
         frames[strength] = generate_frames(unet, schedule, ref, ref_lm, clip.landmarks[:2], agent, steps=10,
                                            strength=strength, progress=False)

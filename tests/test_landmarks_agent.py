@@ -151,19 +151,27 @@ def test_evaluation_reports_baselines_and_phoneme_classes(speech_corpus, tiny_ru
     assert "| phoneme class" in table and "ridge" in table and "% lower" in table
 
 
-def test_export_ships_fp16_weights_with_scores_and_the_recogniser_it_hears_with(speech_corpus, tiny_run, tmp_path):
-    """The export's JSON holds the scores and where they came from; ``recogniser`` sets who hears the
-    phones after export (the training's is kept beside it), and the shipped model loads with it."""
+def test_export_ships_fp16_weights_with_scores_and_the_recogniser_it_hears_with(speech_corpus, tmp_path, monkeypatch):
+    """A tiny phonetic model trained with the loop, exported to hear through the word route: the JSON
+    keeps both recognisers, the shipped model loads with the new one and predicts through it."""
+    from minitalker import phones
     from minitalker.train.landmarks import export_landmark_model
 
-    info = export_landmark_model(tiny_run, tmp_path / "tiny", command="test", corpus=speech_corpus,
-                                 recogniser="words")
+    cfg = dataclasses.replace(TINY_MODEL, front_end="phones")
+    run = train_landmarks("fast", tmp_path / "run", model_cfg=cfg, corpus=speech_corpus,
+                          train_cfg=dataclasses.replace(TINY_TRAIN, steps=20, eval_every=10, ckpt_every=10))
+    info = export_landmark_model(run, tmp_path / "tiny", command="test", corpus=speech_corpus, recogniser="words")
     assert info["model_config"]["recogniser"] == "words" and info["trained_recogniser"] == "loop"
-    assert set(info["test_results"]["improvement"]) and set(info["real_speech"]["overall"]) >= {"closure_ratio", "offset"}
+    assert set(info["test_results"]["improvement"]) and info["real_speech"]["rig_heard"]["recogniser"] == "words"
     model = load_landmark_model(tmp_path / "tiny")
-    assert model.cfg.recogniser == "words" and model.cfg.audio_config().recogniser == "words"
     assert all(v.dtype == torch.float16 for v in load_checkpoint(tmp_path / "tiny")[0].values())
     assert (tmp_path / "tiny.md").read_text().startswith("# tiny: agent 1")
+    heard_by, decode = [], phones.decode
+    monkeypatch.setattr(phones, "decode", lambda *a, **k: heard_by.append(a[2]) or decode(*a, **k))
+    predict_landmarks(model, speech_corpus.clips[0].audio, speech_corpus.clips[0].landmarks[0])
+    assert heard_by == ["words"]
+    with pytest.raises(ValueError, match="hears phones"):  # a mel model has no phones to hear
+        dataclasses.replace(TINY_MODEL, recogniser="words")
 
 
 BOTH_SHIPPED = pytest.mark.parametrize("checkpoint", [SHIPPED, SHIPPED_PHONES], ids=["mel", "phones"])

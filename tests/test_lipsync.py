@@ -78,7 +78,7 @@ def test_shipped_phonetic_agent_1_on_real_speech():
     """What the README reports for `landmarks_phones_fast` (the phonetic front end, hearing through the
     word route): the closure and offset targets are met (measured: closure ratio 0.36, offset 0), it
     follows the rig on the true phones far better than the mel model (r 0.84 vs 0.28), the open-vowel
-    target is missed (r 0.36; the rig itself reaches 0.41 on the phones the word route hears, which on
+    target is missed (r 0.36; the rig itself reaches 0.40 on the phones the word route hears, which on
     these clean sentences are the aligned ones)."""
     from minitalker.nn.landmark_transformer import SHIPPED_PHONES
 

@@ -110,10 +110,11 @@ def test_corpus_phones_are_cached_beside_the_corpus(tiny_corpus, monkeypatch):
     assert recognise_clips(clips, progress=False) == first
     monkeypatch.undo()
     words = AudioConfig(phones=True, recogniser="words")
-    assert recognise_clips(clips, words, progress=False) == [recognise_phones(c.audio, words) for c in clips]
+    heard = recognise_clips(clips, words, progress=False)
+    assert heard == [recognise_phones(c.audio, words) for c in clips]
     assert cache.with_name(f"{tiny_corpus.root.name}.phones-words.json").is_file()  # its own file: the loop's stays
     monkeypatch.setattr(datasets, "recognise_phones", lambda *a, **k: pytest.fail("recognised again instead of read"))
-    assert recognise_clips(clips, progress=False) == first
+    assert recognise_clips(clips, progress=False) == first and recognise_clips(clips, words, progress=False) == heard
 
 
 def test_landmark_samples_carry_the_phones_and_augmentation_leaves_them(tiny_corpus):

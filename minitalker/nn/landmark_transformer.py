@@ -107,6 +107,9 @@ class LandmarkTransformerConfig(PresetConfig):
         check_fraction(self, "dropout")
         check_choice(self, "front_end", ("mel", "phones", "mel+phones"))
         check_choice(self, "recogniser", RECOGNISERS)
+        if self.recogniser != "loop" and "phones" not in self.front_end:
+            raise ValueError(f"recogniser={self.recogniser!r} hears phones, which front_end={self.front_end!r} does "
+                             "not read: give front_end='phones' or 'mel+phones', or leave the recogniser at 'loop'")
         if self.front_end == "phones" and self.linear_path:
             raise ValueError("the linear path reads the log-mel, which the phones front end does not use: "
                              "give linear_path=False with front_end='phones'")
