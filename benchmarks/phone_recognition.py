@@ -37,7 +37,7 @@ def scores(truth, heard, n: int) -> dict:
     """Frame-by-frame agreement of two phone lists over ``n`` 10-ms frames."""
     from minitalker.data.real_speech import BILABIALS, OPEN_VOWELS
 
-    a, b = (P.phone_track([(p if p in P.PHONES else "sil", s, e) for p, s, e in x], n).argmax(1) for x in (truth, heard))
+    a, b = (P.phone_track(x, n).argmax(1) for x in (truth, heard))
     speech = a != P.SILENCE
     open_a, open_b = (np.isin(x, [P.PHONES.index(p) for p in OPEN_VOWELS]) for x in (a, b))
     lips_a, lips_b = (np.isin(x, [P.PHONES.index(p) for p in BILABIALS]) for x in (a, b))
@@ -51,7 +51,7 @@ def compare(name: str, wav: np.ndarray, truth) -> dict:
     heard = {r: recognise_phones(wav, AudioConfig(phones=True, recogniser=r)) for r in RECOGNISERS}
     row = {"phone loop": scores(truth, heard["loop"], n), "words + alignment": scores(truth, heard["words"], n),
            "words heard": hear_words(normalise_loudness(wav, AudioConfig()))}
-    print(name, {k: v for k, v in row.items()}, flush=True)
+    print(name, row, flush=True)
     return row
 
 

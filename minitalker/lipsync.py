@@ -103,7 +103,7 @@ def evaluate_landmarks_real(model=None, faces: tuple[str, ...] = REFERENCE_FACES
     text, :func:`~minitalker.audio.recognise_phones` by the model's recogniser, the ceiling of the
     phonetic front end).
     """
-    from minitalker.audio import AudioConfig, recognise_phones
+    from minitalker.audio import recognise_phones
     from minitalker.data.faces import load_face
     from minitalker.landmarks.scheme import mouth_opening
     from minitalker.nn.landmark_transformer import LandmarkCompletionTransformer, load_landmark_model, predict_landmarks
@@ -112,7 +112,7 @@ def evaluate_landmarks_real(model=None, faces: tuple[str, ...] = REFERENCE_FACES
         model = load_landmark_model(model)
     rows, rig, heard_rig = {}, {}, {}
     for rec in real_speech_set():
-        heard = recognise_phones(rec["wav"], AudioConfig(recogniser=model.cfg.recogniser))
+        heard = recognise_phones(rec["wav"], model.cfg.audio_config())
         for face in faces:
             ref = load_face(face)[1]
             opening = mouth_opening(predict_landmarks(model, rec["wav"], ref))  # (T,)

@@ -47,20 +47,21 @@ def cache_key(recogniser: str = "loop") -> dict:
     return CACHE_KEY if recogniser == "loop" else CACHE_KEY | {"recogniser": recogniser}
 
 
-def _decoder(sample_rate: int, loglevel: str = "ERROR", phone_loop: bool = False):
-    """A fresh decoder (0.15 s to make for the loop, 0.4 s with the language model): a reused one
-    carries state from earlier utterances into the next, so the same audio could be heard
-    differently. pocketsphinx's word recogniser (its US-English
-    language model and dictionary), or with ``phone_loop`` its phone loop, where batch CMN takes the
-    cepstral means from the whole utterance."""
+def _decoder(sample_rate: int, kind: str = "words", loglevel: str = "ERROR"):
+    """A fresh decoder (0.4 s to make with the language model, 0.15 s without): a reused one carries
+    state from earlier utterances into the next, so the same audio could be heard differently.
+    ``kind``: ``"words"``, pocketsphinx's word recogniser (its US-English language model and
+    dictionary); ``"align"``, the dictionary alone (the text to align stands in for the language
+    model); ``"loop"``, its phone loop, where batch CMN takes the cepstral means from the whole utterance."""
     try:
         import pocketsphinx
     except ImportError as e:
         raise ImportError("the phonetic front end needs pocketsphinx (offline, with its English model): "
                           "pip install pocketsphinx — `make install` does") from e
-    loop = {"lm": None, "backtrace": False, "cmn": "batch",
-            "allphone": str(Path(pocketsphinx.get_model_path()) / "en-us" / "en-us-phone.lm.bin"), **SETTINGS}
-    return pocketsphinx.Decoder(loglevel=loglevel, samprate=sample_rate, **(loop if phone_loop else {}))
+    settings = {"words": {}, "align": {"lm": None},
+                "loop": {"lm": None, "backtrace": False, "cmn": "batch", **SETTINGS,
+                         "allphone": str(Path(pocketsphinx.get_model_path()) / "en-us" / "en-us-phone.lm.bin")}}
+    return pocketsphinx.Decoder(loglevel=loglevel, samprate=sample_rate, **settings[kind])
 
 
 def _run(decoder, wav: np.ndarray) -> None:
@@ -81,7 +82,7 @@ def decode(wav: np.ndarray, sample_rate: int = 16000, recogniser: str = "loop") 
             return align(wav, text, sample_rate, loglevel="FATAL")
         except ValueError:  # misheard words the audio cannot be aligned to: fall back to the loop
             pass
-    decoder = _decoder(sample_rate, phone_loop=True)
+    decoder = _decoder(sample_rate, "loop")
     _run(decoder, wav)
     frame_s = 1 / decoder.config["frate"]  # 10 ms
     return [(name if (name := seg.word.lower()) in PHONES else "sil", seg.start_frame * frame_s,
@@ -102,7 +103,7 @@ def align(wav: np.ndarray, text: str, sample_rate: int = 16000, loglevel: str = 
     pronunciation variant), then aligns phones inside the words; it works at 100 frames a second.
     ValueError where the speech cannot be aligned to the text.
     """
-    decoder = _decoder(sample_rate, loglevel)
+    decoder = _decoder(sample_rate, "align", loglevel)
     failed = ValueError(f"pocketsphinx could not align the speech to {text!r}: is it the right text?")
     try:  # pocketsphinx raises RuntimeError ("Failed to stop utterance processing", unknown words, ...)
         decoder.set_align_text(text)
