@@ -147,3 +147,23 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tmp_path):
     assert load_checkpoint(tmp_path / "ddp" / "last")[1]["world_size"] == 2
     r0, r1 = (json.loads((tmp_path / "ddp" / f"seeds-rank{r}.json").read_text()) for r in (0, 1))
     assert [a + b for a, b in zip(r0, r1)] == [sample_seeds(0, s, 8) for s in range(12)]  # halves of each batch
+
+
+def test_batches_built_ahead_by_worker_processes_are_the_loops_own(tmp_path):
+    """workers > 0: forked processes build the batches (batch_fn never runs in this process), training
+    gives the same weights and log as building them in the loop, and resuming may change the workers."""
+    make_trainer(tmp_path / "loop", ema_decay=0.9).fit()
+    parent = os.getpid()
+
+    def batch_fn_elsewhere(seeds):
+        assert os.getpid() != parent, "with workers, batches are built in the worker processes"
+        return batch_fn(seeds)
+
+    make_trainer(tmp_path / "workers", batch_fn=batch_fn_elsewhere, ema_decay=0.9, workers=2).fit()
+    a, b = states(tmp_path / "loop" / "last"), states(tmp_path / "workers" / "last")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [r["loss"] for r in log_lines(tmp_path / "loop")] == [r["loss"] for r in log_lines(tmp_path / "workers")]
+    with pytest.raises(ValueError, match="another train_config"):
+        make_trainer(tmp_path / "loop", steps=13, ema_decay=0.9).fit(resume=True)
+    make_trainer(tmp_path / "loop", ema_decay=0.9, workers=2).fit(resume=True)  # workers alone may change

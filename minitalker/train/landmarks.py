@@ -43,7 +43,7 @@ from ..nn.landmark_transformer import (
     LandmarkTransformerConfig,
     model_from_checkpoint,
 )
-from .loop import TrainConfig, Trainer, ship_training_log
+from .loop import FULL_WORKERS, TrainConfig, Trainer, ship_training_log
 
 CLASSES = ("bilabial", "open_vowel", "rounded_vowel", "other", "silence")
 
@@ -97,8 +97,9 @@ class LandmarkTrainConfig(TrainConfig):
 
     @classmethod
     def full(cls) -> "LandmarkTrainConfig":
+        # an epoch of the full corpus is only ~85 steps of 64 clips: validate and save every 500 instead
         return cls(corpus="full", steps=30_000, batch_size=64, lr=5e-4, min_lr=1e-5, warmup_steps=1000,
-                   ema_decay=0.999, log_every=50)
+                   ema_decay=0.999, log_every=50, eval_every=500, ckpt_every=500, workers=FULL_WORKERS)
 
 
 def landmark_corpus(cfg: LandmarkTrainConfig | dict | None = None) -> Corpus:
