@@ -34,6 +34,17 @@ def test_the_aligner_agrees_with_the_arctic_corpus_own_labels():
     assert np.median(error) <= 0.0101 and error.max() < 0.05, error
 
 
+def test_a_recording_kept_in_a_source_archive_says_how_to_fetch_it(tmp_path, monkeypatch):
+    """The LibriVox sentences live in the cache once `make install` fetched them; without them the set
+    is the rest, with a warning that names what is missing and the command that fetches it."""
+    monkeypatch.setenv("MINITALKER_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"real_speech --fetch"):
+        rs.RECORDINGS["librivox_0880"].path()
+    with pytest.warns(UserWarning, match=r"without librivox_0870.*--fetch"):
+        names = [rec["name"] for rec in rs.real_speech_set()]
+    assert names and not any(name.startswith("librivox") for name in names)
+
+
 def test_frame_phones_takes_the_phone_under_each_frame_midpoint():
     phones = [("m", 0.0, 0.05), ("aa", 0.05, 0.13)]
     assert rs.frame_phones(phones, 5) == ["m", "aa", "aa", "sil", "sil"]  # midpoints 0.02, 0.06, 0.10, 0.14, 0.18

