@@ -60,6 +60,7 @@ from torch import nn
 
 from ..audio import AudioConfig, audio_features, silent_features
 from ..config import DATA_DIR, PresetConfig, check_choice, check_fraction, check_non_negative, check_positive
+from ..data.visemes import rest_landmarks
 from ..io import check_kind, load_checkpoint, model_weights
 from ..landmarks import scheme
 from ..phones import RECOGNISERS
@@ -345,15 +346,18 @@ def predict_landmarks(model: LandmarkCompletionTransformer, wav: np.ndarray, ref
     """Speech ``(N,)`` at 16 kHz + the speaker's reference landmarks ``(68, 2)`` in image pixels
     → landmarks ``(T, 68, 2)`` in the same pixels, one per video frame (``T = N·fps/16000``).
 
-    The hidden points come from the model; the others are the reference's. Long audio is cut into
-    overlapping clips (:meth:`~LandmarkCompletionTransformer.predict_sequence`). Silence gives a
-    closed, resting mouth. Raises ValueError for audio shorter than one window (0.2 s) and for
-    reference landmarks of the wrong shape or with NaN.
+    The hidden points come from the model; the others are the reference's. The reference's mouth is
+    closed first (:func:`~minitalker.data.visemes.rest_landmarks`), as in every training reference:
+    the model moves the hidden points *from the reference's own*, so a photo with parted lips would
+    keep them parted through every p, b and m. Long audio is cut into overlapping clips
+    (:meth:`~LandmarkCompletionTransformer.predict_sequence`). Silence gives a closed, resting mouth.
+    Raises ValueError for audio shorter than one window (0.2 s) and for reference landmarks of the
+    wrong shape or with NaN.
     """
     ref = scheme.check_landmarks(reference_landmarks, "reference_landmarks")
     if ref.shape != (scheme.N_POINTS, 2):
         raise ValueError(f"reference_landmarks must be one face (68, 2) in pixels; got {ref.shape}")
-    ref_n, params = scheme.normalise(ref)  # (68, 2) in the canonical frame
+    ref_n, params = scheme.normalise(rest_landmarks(ref))  # (68, 2) canonical, the mouth closed as in training
     mel = audio_features(wav, cfg=audio_cfg or model.cfg.audio_config(), fps=fps)  # (T, W, F); ValueError if too short
     expected = (model.cfg.window, model.n_features)
     if mel.shape[1:] != expected:
