@@ -1,6 +1,7 @@
 """Agent 1 end to end: training on a small built corpus, evaluation tables, silence, real speech."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -286,3 +287,26 @@ def test_shipped_agent_beats_every_baseline_on_a_fresh_corpus():
     assert results["improvement"]["test_sentences"] >= 0.3, results["improvement"]
     assert results["improvement"]["test_identity"] > 0, results["improvement"]
     assert results["test_sentences"]["model"]["opening_corr"] > 0.9
+
+
+def test_rescoring_real_speech_rewrites_the_json_and_card_not_the_weights(tmp_path, monkeypatch):
+    """rescore_real_speech: a shipped checkpoint's real-speech section is measured again and dated; its
+    weights, training record and synthetic evaluation stay as exported."""
+    import shutil
+
+    from minitalker.train import landmarks as L
+
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(str(SHIPPED) + suffix, tmp_path / f"ckpt{suffix}")
+    weights, before = (tmp_path / "ckpt.safetensors").read_bytes(), json.loads((tmp_path / "ckpt.json").read_text())
+    fresh = json.loads(json.dumps(before["real_speech"]))
+    fresh["overall"]["closure_ratio"] = 0.123
+    monkeypatch.setattr(L, "evaluate_landmarks_real", lambda model: fresh)
+    info = L.rescore_real_speech(tmp_path / "ckpt")
+    after = json.loads((tmp_path / "ckpt.json").read_text())
+    assert after == info and after["real_speech"]["overall"]["closure_ratio"] == 0.123 and "real_speech_scored" in after
+    assert {k: v for k, v in after.items() if k not in ("real_speech", "real_speech_scored")} == \
+        {k: v for k, v in before.items() if k not in ("real_speech", "real_speech_scored")}
+    assert (tmp_path / "ckpt.safetensors").read_bytes() == weights
+    card = (tmp_path / "ckpt.md").read_text()
+    assert "scored again" in card and "| **overall** | 0.12 |" in card

@@ -76,29 +76,34 @@ def test_frame_energy_in_db_per_video_frame():
 
 
 def test_shipped_agent_1_on_real_speech():
-    """What the README reports for the shipped agent 1 on the real set (targets: closure ratio ≤ 0.5,
-    r ≥ 0.4, offset within ±1; the corpus's own rig reaches r ≈ 0.41 on these phones)."""
+    """What the README reports for the shipped agent 1 on the real set, 7 recordings × 2 photos (targets:
+    closure ratio ≤ 0.5, r ≥ 0.4, offset within ±1): measured closure ratio 0.36, offset 0, r 0.19, r with
+    the rig 0.52; the corpus's own rig reaches only r 0.37 on these phones, so the r target is out of reach."""
     results = evaluate_landmarks_real()
     overall, rig = results["overall"], results["rig"]["overall"]
-    assert abs(overall["offset"]) <= 1
-    assert overall["closure_ratio"] < 0.7 and overall["open_vowel_r"] > 0.05 and overall["rig_r"] > 0.2, overall
-    assert rig["closure_ratio"] < 0.05 and 0.35 < rig["open_vowel_r"] < 0.5
+    assert len(results["recordings"]) == 14, sorted(results["recordings"])
+    assert abs(overall["offset"]) <= 1 and overall["closure_ratio"] <= 0.5, overall
+    assert overall["open_vowel_r"] > 0.1 and overall["rig_r"] > 0.4, overall
+    assert rig["closure_ratio"] < 0.05 and 0.33 < rig["open_vowel_r"] < 0.4
 
 
 def test_shipped_phonetic_agent_1_on_real_speech():
     """What the README reports for `landmarks_phones_fast` (the phonetic front end, hearing through the
-    word route): the closure and offset targets are met (measured: closure ratio 0.36, offset 0), it
-    follows the rig on the true phones far better than the mel model (r 0.84 vs 0.28), the open-vowel
-    target is missed (r 0.36; the rig itself reaches 0.40 on the phones the word route hears, which on
-    these clean sentences are the aligned ones)."""
+    word route): the closure and offset targets are met (measured: closure ratio 0.30, offset 0), it
+    follows the rig on the true phones far better than the mel model (r 0.82 vs 0.52), the open-vowel
+    target is missed (r 0.34; the rig itself reaches 0.33 on the phones the word route hears, 0.37 on the
+    aligned ones). On the clean ARCTIC sentences the words heard are the sentences, so the rig on the
+    heard phones is the rig on the aligned ones; the LibriVox reader is misheard in places."""
     from minitalker.nn.landmark_transformer import SHIPPED_PHONES
 
     results = evaluate_landmarks_real(SHIPPED_PHONES)
-    overall, heard = results["overall"], results["rig_heard"]["overall"]
-    assert results["rig_heard"]["recogniser"] == "words"
+    overall, heard = results["overall"], results["rig_heard"]
+    assert heard["recogniser"] == "words"
     assert overall["closure_ratio"] <= 0.5 and abs(overall["offset"]) <= 1, overall
     assert overall["rig_r"] > 0.75 and 0.25 < overall["open_vowel_r"] < 0.4, overall
-    assert heard["closure_ratio"] < 0.05 and heard["rig_r"] > 0.9, heard  # the words heard are the sentences
+    arctic = [row for name, row in heard["recordings"].items() if name.startswith("arctic")]
+    assert all(row["closure_ratio"] < 0.01 and row["rig_r"] > 0.99 for row in arctic), arctic
+    assert heard["overall"]["rig_r"] > 0.9, heard["overall"]
 
 
 def test_bilabial_hits_count_the_closures_heard():

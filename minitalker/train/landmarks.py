@@ -33,7 +33,16 @@ from ..data.corpus import Corpus
 from ..data.datasets import LandmarkClips, MelAugment
 from ..data.synthetic import CorpusConfig, load_corpus
 from ..data.visemes import base_phoneme, phoneme_class
-from ..io import atomic_path, export_weights, load_checkpoint, model_weights, save_checkpoint, suffixed
+from ..io import (
+    atomic_path,
+    export_weights,
+    load_checkpoint,
+    load_meta,
+    model_weights,
+    save_checkpoint,
+    suffixed,
+    write_json,
+)
 from ..landmarks import scheme
 from ..lipsync import evaluate_landmarks_real, format_lipsync
 from ..nn.landmark_transformer import (
@@ -341,15 +350,33 @@ def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIP
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(dest, weights, info)
     ship_training_log(run, dest)  # the training curves, for notebook 02
+    _write_card(dest, info)
+    return info
+
+
+def rescore_real_speech(dest: str | os.PathLike = SHIPPED) -> dict:
+    """Score a shipped checkpoint on today's real-speech set and inference again (after either changed):
+    rewrites the ``real_speech`` of its JSON (dated ``real_speech_scored``) and its ``.md``; the weights,
+    the training record and the synthetic evaluation stay as exported. Returns the JSON."""
+    info = load_meta(dest)
+    info |= {"real_speech": evaluate_landmarks_real(dest), "real_speech_scored": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_json(suffixed(dest, ".json"), info)  # the weights are not touched
+    _write_card(Path(dest), info)
+    return info
+
+
+def _write_card(dest: Path, info: dict) -> None:
+    """``<dest>.md``: how the checkpoint was made, and its synthetic and real-speech evaluations, in words."""
+    rescored = f"; scored again {info['real_speech_scored']}" if "real_speech_scored" in info else ""
     with atomic_path(suffixed(dest, ".md")) as tmp:
         tmp.write_text(f"# {dest.name}: agent 1, the landmark completion transformer\n\n"
-                       f"Made by `{command}` ({info['exported']}): best of {info['step']} steps by validation mouth "
-                       f"error, {info['train_seconds'] / 60:.1f} min of training ({info['torch_threads']} torch "
+                       f"Made by `{info['command']}` ({info['exported']}): best of {info['step']} steps by validation "
+                       f"mouth error, {info['train_seconds'] / 60:.1f} min of training ({info['torch_threads']} torch "
                        f"thread(s)), seed {info['seed']}, corpus "
                        f"`{info['corpus']}`, weights in float16 ({dest.name}.safetensors, configs and metrics in "
                        f"{dest.name}.json, training log in {dest.name}.metrics.jsonl).\n\n"
                        f"Evaluation (`minitalker evaluate landmarks`; mouth error = mean distance of the 20 mouth "
-                       f"points over the inter-ocular distance):\n\n{format_results(results)}\n\n"
-                       f"Real speech (`minitalker evaluate landmarks --real`):\n\n{format_lipsync(real)}\n")
-    return info
+                       f"points over the inter-ocular distance):\n\n{format_results(info['test_results'])}\n\n"
+                       f"Real speech (`minitalker evaluate landmarks --real`{rescored}):\n\n"
+                       f"{format_lipsync(info['real_speech'])}\n")
 
