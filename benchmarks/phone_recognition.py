@@ -10,7 +10,7 @@ align). Both are scored frame by frame (100 a second) against the true phones:
 * **open-vowel r**: the correlation of the heard and the true open-vowel indicators (aa ae ah ao aw ay);
 * **bilabials heard**: the fraction of true p/b/m frames heard as p, b or m.
 
-On the real set (the two ARCTIC sentences, clean and with white noise at 20 and 10 dB SNR, one seed)
+On the real set (its seven recordings, clean and with white noise at 20 and 10 dB SNR, one seed)
 and on the synthetic corpus's first ``--clips`` test clips (espeak; the corpus's phones are the
 truth). The real set's true phones come from the same aligner, given the true text: where the word
 recogniser hears the sentence right, the word route reproduces them by construction, so there its
