@@ -34,6 +34,9 @@ class AudioConfig(PresetConfig):
     hold a syllable and the co-articulation around the current phoneme, short enough that the
     features say *what the mouth does now*. (The paper does not give the window; this is our choice,
     in line with Wav2Lip's 0.2 s audio window.) ``fmin``/``fmax`` = 55/7600 Hz cover speech at 16 kHz.
+
+    ``spectrum``: a long-term average log-mel ``(n_mels,)`` (:func:`long_term_spectrum` of the speech a
+    model learnt from); when given, each recording's own is moved to it (:func:`match_spectrum`).
     """
 
     sample_rate: int = SAMPLE_RATE
@@ -50,10 +53,18 @@ class AudioConfig(PresetConfig):
     lifter: int = 0  # > 0: keep only the spectral envelope, the first `lifter` cepstral coefficients (see log_mel)
     phones: bool = False  # append the recognised phones' one-hot track after the mel bins (minitalker.phones)
     recogniser: str = "loop"  # with phones, who hears them: "loop" (phones only) or "words" (words, then aligned)
+    spectrum: tuple[float, ...] = ()  # empty: off; else n_mels values of log-mel that every recording is moved to
+    spectrum_max_db: float = 20.0  # match_spectrum moves no bin by more than this
+    spectrum_gate_db: float = 20.0  # the spectrum is measured on frames within this of the loudest (speech_frames)
 
     def __post_init__(self):
+        self.spectrum = tuple(float(v) for v in self.spectrum)
         check_positive(self, "sample_rate", "n_mels", "hop_ms", "win_ms", "fmax", "window", "target_rms", "gate_db",
-                       "silence_rms", "log_floor")
+                       "silence_rms", "log_floor", "spectrum_max_db",
+                       "spectrum_gate_db")
+        if self.spectrum and len(self.spectrum) != self.n_mels:
+            raise ValueError(f"spectrum has {len(self.spectrum)} values, one per mel bin is {self.n_mels}: give "
+                             "long_term_spectrum(...) of speech heard through the same n_mels, or () for none")
         check_non_negative(self, "fmin", "lifter")
         check_choice(self, "recogniser", phones.RECOGNISERS)
         if not self.fmin < self.fmax <= self.sample_rate / 2:
@@ -244,7 +255,8 @@ def log_mel(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
     synthetic speech and real recordings look alike (our choice). With ``cfg.lifter`` = K > 0 the
     spectrum is smoothed across bins to its envelope (cepstral liftering, as MFCCs keep ~13
     coefficients): the formants that say which phone it is stay, the pitch harmonics that say whose
-    voice it is (and espeak's) go.
+    voice it is (and espeak's) go. Last, with ``cfg.spectrum``, the recording's colour is moved to
+    that spectrum (:func:`match_spectrum`).
     """
     import librosa
 
@@ -261,7 +273,51 @@ def log_mel(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
         cep = dct(log_mel, type=2, norm="ortho", axis=1)
         cep[:, cfg.lifter:] = 0
         log_mel = np.maximum(idct(cep, type=2, norm="ortho", axis=1), np.log(cfg.log_floor))
+    if cfg.spectrum:
+        log_mel = match_spectrum(log_mel, speech_frames(y, cfg)[:len(log_mel)], cfg)
     return log_mel.astype(np.float32)
+
+
+def speech_frames(wav: np.ndarray, cfg: AudioConfig) -> np.ndarray:
+    """The frames a long-term spectrum is measured on ``(M,)`` bool: :func:`frame_activity` with the
+    stricter gate ``cfg.spectrum_gate_db``, so the voiced body of the speech, not its pauses, breaths
+    and room noise (with the 40 dB loudness gate, a sentence with a higher noise floor or another
+    colour kept other frames, and its average moved with them)."""
+    return frame_activity(wav, dataclasses.replace(cfg, gate_db=cfg.spectrum_gate_db))[1]
+
+
+def match_spectrum(log_mel: np.ndarray, active: np.ndarray, cfg: AudioConfig) -> np.ndarray:
+    """Move a recording's long-term spectrum to ``cfg.spectrum``: ``(M, n_mels)`` log-mel, ``(M,)``
+    frames to measure it on (:func:`speech_frames`) → ``(M, n_mels)``.
+
+    ``S' = max(S + clip(s_ref - mean_active(S), ±spectrum_max_db), floor)`` on every bin above the
+    floor; digital silence stays at the floor. This is cepstral mean normalisation (CMN, as speech
+    recognisers do) with the corpus's average instead of zero as the target, so the features keep
+    the values the model learnt from. Why (our choice): a voice, a microphone and a room colour the
+    whole recording the same way, and the corpus's espeak voices have a colour of their own (CMU
+    ARCTIC differs from it by up to 8 dB around 1 kHz); what is left after the match is what changes
+    from frame to frame, the phones. With no active frame the features are returned as they are.
+    """
+    if not active.any():
+        return log_mel
+    floor, limit = np.log(cfg.log_floor), cfg.spectrum_max_db * np.log(10) / 10  # dB of power → natural log
+    shift = np.clip(np.asarray(cfg.spectrum, np.float32) - log_mel[active].mean(0), -limit, limit)  # (n_mels,)
+    return np.where(log_mel > floor, np.maximum(log_mel + shift, floor), log_mel).astype(np.float32)
+
+
+def long_term_spectrum(wavs, cfg: AudioConfig | None = None) -> tuple[float, ...]:
+    """The long-term average of :func:`log_mel` through ``cfg``: the mean over the :func:`speech_frames`
+    of every recording in ``wavs`` → ``n_mels`` values (rounded to 1e-3), for ``AudioConfig.spectrum``.
+    """
+    cfg = cfg or AudioConfig()
+    frames = []
+    for wav in wavs:
+        mel = log_mel(wav, cfg)
+        frames.append(mel[speech_frames(normalise_loudness(wav, cfg), cfg)[:len(mel)]])
+    frames = np.concatenate(frames)
+    if not len(frames):
+        raise ValueError("no active frame in these recordings: long_term_spectrum needs speech, not silence")
+    return tuple(round(float(v), 3) for v in frames.mean(0))
 
 
 def n_video_frames(n_samples: int, sr: int = SAMPLE_RATE, fps: float = FPS) -> int:

@@ -124,6 +124,45 @@ def test_lifter_keeps_the_envelope_and_drops_the_harmonics():
     assert np.allclose(silent, np.log(cfg.log_floor), atol=1e-4)
 
 
+def test_match_spectrum_undoes_a_microphones_colour(speech):
+    """The ARCTIC sentence and the same sentence through another "microphone" (a low cut and highs
+    raised by ~9 dB) differ by several dB per bin; both moved to one long-term spectrum, they differ
+    by much less. The spectrum the sentence already has changes nothing; digital silence stays at the floor."""
+    import dataclasses
+
+    from scipy.signal import butter, sosfilt
+
+    low_cut, highs = (butter(2, f, "highpass", fs=SR, output="sos") for f in (300, 2000))
+    coloured = (sosfilt(low_cut, speech) + 1.8 * sosfilt(highs, speech)).astype(np.float32)
+    cfg = A.AudioConfig()
+    matched = dataclasses.replace(cfg, spectrum=A.long_term_spectrum([speech], cfg))
+    before = np.abs(A.log_mel(coloured, cfg) - A.log_mel(speech, cfg)).mean()
+    after = np.abs(A.log_mel(coloured, matched) - A.log_mel(speech, matched)).mean()
+    assert after < 0.25 * before, (before, after)  # measured: 1.06 → 0.13
+    np.testing.assert_allclose(A.log_mel(speech, matched), A.log_mel(speech, cfg), atol=2e-3)
+    heard = np.array(A.long_term_spectrum([coloured], matched))  # the coloured sentence, as the front end hears it
+    assert np.abs(heard - matched.spectrum).mean() < 0.05 < np.abs(np.array(A.long_term_spectrum([coloured])) - matched.spectrum).mean()
+    padded = A.log_mel(np.concatenate([np.zeros(SR, np.float32), speech]), matched)
+    assert np.allclose(padded[:80], np.log(cfg.log_floor))  # the first 0.8 s: digital silence
+
+
+def test_match_spectrum_moves_no_bin_beyond_its_limit_and_checks_its_length():
+    floor = np.log(A.AudioConfig().log_floor)
+    mel = np.full((10, 80), -5.0, np.float32)
+    mel[0] = floor  # a silent frame: neither measured nor moved
+    active = np.arange(10) > 0
+    cfg = A.AudioConfig(spectrum=[5.0] * 40 + [-6.0] * 40, spectrum_max_db=20.0)
+    out = A.match_spectrum(mel, active, cfg)
+    np.testing.assert_allclose(out[1:, :40], -5 + 20 * np.log(10) / 10, rtol=1e-6)  # +10 asked, +4.6 (20 dB) given
+    np.testing.assert_allclose(out[1:, 40:], -6.0)
+    assert np.array_equal(out[0], mel[0])
+    assert np.array_equal(A.match_spectrum(mel, np.zeros(10, bool), cfg), mel)  # nothing active: nothing to measure
+    with pytest.raises(ValueError, match="one per mel bin"):
+        A.AudioConfig(spectrum=(0.0, 1.0, 2.0))
+    with pytest.raises(ValueError, match="needs speech"):
+        A.long_term_spectrum([np.zeros(SR, np.float32)])
+
+
 def test_silence_stays_at_the_floor():
     floor = np.log(A.AudioConfig().log_floor)
     for wav in (np.zeros(SR, np.float32), 1e-7 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)):

@@ -91,11 +91,12 @@ class LandmarkTransformerConfig(PresetConfig):
     lifter: int = 0  # AudioConfig.lifter of its features: 0 = the full log-mel, K = its spectral envelope
     front_end: str = "mel"  # what the audio tokens read: "mel", "phones" (minitalker.phones) or "mel+phones"
     recogniser: str = "loop"  # with phones, who hears them, in training and after: minitalker.phones.RECOGNISERS
+    spectrum: tuple[float, ...] = ()  # AudioConfig.spectrum: the training corpus's average log-mel, set by training
 
     def audio_config(self) -> AudioConfig:
         """The front end this model hears through (:func:`minitalker.audio.audio_features`)."""
         return AudioConfig(n_mels=self.n_mels, window=self.window, lifter=self.lifter, phones="phones" in self.front_end,
-                           recogniser=self.recogniser)
+                           recogniser=self.recogniser, spectrum=self.spectrum)
 
     @classmethod
     def full(cls) -> "LandmarkTransformerConfig":
