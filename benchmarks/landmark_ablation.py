@@ -49,7 +49,8 @@ RESULTS = Path(__file__).parent / "results" / "landmark_ablation.json"
 
 def rows(steps: int) -> list[tuple[str, LandmarkTrainConfig, LandmarkTransformerConfig]]:
     """(name, training config, model config) of each row."""
-    earlier = dataclasses.replace(LandmarkTrainConfig.fast(), steps=steps, p_band=0.0, p_nonspeech=0.0)
+    earlier = dataclasses.replace(LandmarkTrainConfig.fast(), steps=steps, p_band=0.0, p_nonspeech=0.0, voices=(),
+                                  match_spectrum=False)
     speech_only = dataclasses.replace(earlier, eq_db=4.0, freq_warp=0.15, speed=0.3)
     fast = dataclasses.replace(speech_only, p_band=0.2, p_nonspeech=0.1)  # the rows' strength; the preset uses half
     everything = dataclasses.replace(fast, voices=MANY_VOICES, rates=FAST_RATES)

@@ -77,13 +77,14 @@ def test_frame_energy_in_db_per_video_frame():
 
 def test_shipped_agent_1_on_real_speech():
     """What the README reports for the shipped agent 1 on the real set, 7 recordings × 2 photos (targets:
-    closure ratio ≤ 0.5, r ≥ 0.4, offset within ±1): measured closure ratio 0.36, offset 0, r 0.19, r with
-    the rig 0.52; the corpus's own rig reaches only r 0.37 on these phones, so the r target is out of reach."""
+    closure ratio ≤ 0.5, r ≥ 0.4, offset within ±1): measured closure ratio 0.47, offset 0, r 0.29, r with
+    the rig 0.56 (before the spectrum match: 0.36, 0, 0.19, 0.52); the corpus's own rig reaches only r 0.37
+    on these phones, so the r target is out of reach."""
     results = evaluate_landmarks_real()
     overall, rig = results["overall"], results["rig"]["overall"]
     assert len(results["recordings"]) == 14, sorted(results["recordings"])
     assert abs(overall["offset"]) <= 1 and overall["closure_ratio"] <= 0.5, overall
-    assert overall["open_vowel_r"] > 0.1 and overall["rig_r"] > 0.4, overall
+    assert overall["open_vowel_r"] > 0.25 and overall["rig_r"] > 0.5, overall
     assert rig["closure_ratio"] < 0.05 and 0.33 < rig["open_vowel_r"] < 0.4
 
 

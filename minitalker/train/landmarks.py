@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..audio import long_term_spectrum
 from ..config import PRESETS, check_choice, check_fraction, check_non_negative, check_positive, preset_name
 from ..data.corpus import Corpus
 from ..data.datasets import LandmarkClips, MelAugment
@@ -82,6 +83,7 @@ class LandmarkTrainConfig(TrainConfig):
     p_band: float = 0.1  # MelAugment.p_band: this fraction of chunks band-limited to 3.4-6 kHz
     p_nonspeech: float = 0.05  # MelAugment.p_nonspeech: this fraction of chunks noise, hum or tunes, mouth at rest
     p_true_phones: float = 0.0  # MelAugment.p_true_phones: with the phonetic front end, this fraction of chunks reads the corpus's phones
+    match_spectrum: bool = True  # measure the training clips' long-term spectrum; the model hears every recording moved to it
     eval_every: int = 0  # 0 = once per epoch (an epoch = as many frames as the training split holds)
     ckpt_every: int = 0  # 0 = once per epoch
 
@@ -101,13 +103,13 @@ class LandmarkTrainConfig(TrainConfig):
 
     @classmethod
     def fast(cls) -> "LandmarkTrainConfig":
-        return cls(steps=3600, batch_size=16, lr=2e-3, min_lr=2e-5, warmup_steps=60, log_every=10, eval_every=120,
-                   ckpt_every=120)
+        return cls(voices=MANY_VOICES, steps=3600, batch_size=16, lr=2e-3, min_lr=2e-5, warmup_steps=60, log_every=10,
+                   eval_every=120, ckpt_every=120)
 
     @classmethod
     def full(cls) -> "LandmarkTrainConfig":
         # an epoch of the full corpus is only ~85 steps of 64 clips: validate and save every 500 instead
-        return cls(corpus="full", steps=30_000, batch_size=64, lr=5e-4, min_lr=1e-5, warmup_steps=1000,
+        return cls(corpus="full", voices=MANY_VOICES, steps=30_000, batch_size=64, lr=5e-4, min_lr=1e-5, warmup_steps=1000,
                    ema_decay=0.999, log_every=50, eval_every=500, ckpt_every=500, workers=FULL_WORKERS)
 
 
@@ -291,6 +293,9 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
     out = Path(out or Path("outputs") / f"landmarks_{preset}")
     corpus = corpus or landmark_corpus(cfg)
     parts = splits(corpus)
+    if cfg.match_spectrum and not model_cfg.spectrum:  # audio.match_spectrum: a voice's colour moved to the corpus's
+        model_cfg = dataclasses.replace(model_cfg, spectrum=long_term_spectrum([c.audio for c in parts["train"]],
+                                                                                model_cfg.audio_config()))
     train, val = (LandmarkClips(parts[k], model_cfg.audio_config()) for k in ("train", "val"))
     epoch = max(1, int(train.n_frames.sum()) // (cfg.batch_size * model_cfg.clip_frames))
     cfg = dataclasses.replace(cfg, eval_every=cfg.eval_every or epoch, ckpt_every=cfg.ckpt_every or epoch)
@@ -371,10 +376,10 @@ def _write_card(dest: Path, info: dict) -> None:
     with atomic_path(suffixed(dest, ".md")) as tmp:
         tmp.write_text(f"# {dest.name}: agent 1, the landmark completion transformer\n\n"
                        f"Made by `{info['command']}` ({info['exported']}): best of {info['step']} steps by validation "
-                       f"mouth error, {info['train_seconds'] / 60:.1f} min of training ({info['torch_threads']} torch "
-                       f"thread(s)), seed {info['seed']}, corpus "
+                       f"mouth error, {info['train_seconds'] / 60:.1f} min of training, seed {info['seed']}, corpus "
                        f"`{info['corpus']}`, weights in float16 ({dest.name}.safetensors, configs and metrics in "
-                       f"{dest.name}.json, training log in {dest.name}.metrics.jsonl).\n\n"
+                       f"{dest.name}.json, training log in {dest.name}.metrics.jsonl; evaluated with "
+                       f"{info['torch_threads']} torch thread(s)).\n\n"
                        f"Evaluation (`minitalker evaluate landmarks`; mouth error = mean distance of the 20 mouth "
                        f"points over the inter-ocular distance):\n\n{format_results(info['test_results'])}\n\n"
                        f"Real speech (`minitalker evaluate landmarks --real`{rescored}):\n\n"
