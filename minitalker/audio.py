@@ -379,14 +379,16 @@ def recognise_phones(wav: np.ndarray, cfg: AudioConfig | None = None) -> list[tu
     return out
 
 
-def audio_track(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
+def audio_track(wav: np.ndarray, cfg: AudioConfig | None = None, heard: list | None = None) -> np.ndarray:
     """Speech ``(N,)`` → the front end's features per mel frame ``(M, F)``: :func:`log_mel`, then (if
-    ``cfg.phones``) the one-hot track of the phones :func:`recognise_phones` hears."""
+    ``cfg.phones``) the one-hot track of the phones :func:`recognise_phones` hears, or of ``heard``
+    (its output for this ``wav`` and ``cfg``, when the caller already has it: recognising is slow)."""
     cfg = cfg or AudioConfig()
     mel = log_mel(wav, cfg)  # (M, n_mels)
     if not cfg.phones:
         return mel
-    track = phones.phone_track(recognise_phones(wav, cfg), len(mel), cfg.hop_s)  # (M, 40)
+    heard = recognise_phones(wav, cfg) if heard is None else heard
+    track = phones.phone_track(heard, len(mel), cfg.hop_s)  # (M, 40)
     return np.concatenate([mel, track], 1)
 
 
@@ -400,9 +402,10 @@ def silent_features(cfg: AudioConfig | None = None) -> np.ndarray:
     return row
 
 
-def audio_features(wav: np.ndarray, n_frames: int | None = None, cfg: AudioConfig | None = None, fps: float = FPS) -> np.ndarray:
+def audio_features(wav: np.ndarray, n_frames: int | None = None, cfg: AudioConfig | None = None, fps: float = FPS,
+                   heard: list | None = None) -> np.ndarray:
     """Speech ``(N,)`` → per-frame windows of :func:`audio_track` ``(T, W, F)`` (F = 80 mel bins, + 40
-    phones if ``cfg.phones``); ``T`` defaults to :func:`n_video_frames`."""
+    phones if ``cfg.phones``, ``heard`` as there); ``T`` defaults to :func:`n_video_frames`."""
     cfg = cfg or AudioConfig()
     wav = _check_wav(wav)
     if len(wav) < cfg.min_duration_s * cfg.sample_rate:
@@ -411,7 +414,7 @@ def audio_features(wav: np.ndarray, n_frames: int | None = None, cfg: AudioConfi
             f"{cfg.min_duration_s:.2f} s (one frame window) — give a longer recording"
         )
     n_frames = n_video_frames(len(wav), cfg.sample_rate, fps) if n_frames is None else n_frames
-    return frame_windows(audio_track(wav, cfg), n_frames, cfg, fps)
+    return frame_windows(audio_track(wav, cfg, heard), n_frames, cfg, fps)
 
 
 # ----------------------------------------------------------------------------- plots

@@ -112,10 +112,10 @@ def evaluate_landmarks_real(model=None, faces: tuple[str, ...] = REFERENCE_FACES
         model = load_landmark_model(model)
     rows, rig, heard_rig = {}, {}, {}
     for rec in real_speech_set():
-        heard = recognise_phones(rec["wav"], model.cfg.audio_config())
+        heard = recognise_phones(rec["wav"], model.cfg.audio_config())  # once: the slow part for a phonetic model
         for face in faces:
             ref = load_face(face)[1]
-            opening = mouth_opening(predict_landmarks(model, rec["wav"], ref))  # (T,)
+            opening = mouth_opening(predict_landmarks(model, rec["wav"], ref, heard=heard))  # (T,)
             phones, energy = frame_phones(rec["phones"], len(opening)), frame_energy(rec["wav"], len(opening))
             rig_track = rig_opening(rec["phones"], len(opening), ref)
             rows[f"{rec['name']}/{face}"] = lipsync_scores(opening, phones, energy)

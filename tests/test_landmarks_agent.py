@@ -259,6 +259,21 @@ def test_a_long_pause_inside_speech_closes_the_mouth(checkpoint):
     assert np.abs(opening[32:70]).max() < 0.01  # frames 32-70: well inside the 2 s pause (frames 25-75)
 
 
+def test_phones_heard_once_drive_several_faces(monkeypatch):
+    """A phonetic model given the phones already heard in a recording predicts what it predicts on its
+    own, without recognising them again (evaluate_landmarks_real drives two faces with each recording)."""
+    from minitalker import audio
+    from minitalker.data.faces import load_face
+
+    model, rec = load_landmark_model(SHIPPED_PHONES), _arctic_a0009()
+    heard = audio.recognise_phones(rec["wav"], model.cfg.audio_config())
+    faces = [load_face(name)[1] for name in ("grace_hopper", "astronaut")]
+    own = [predict_landmarks(model, rec["wav"], ref) for ref in faces]
+    monkeypatch.setattr(audio, "recognise_phones", lambda *a, **k: pytest.fail("recognised the phones again"))
+    for ref, expected in zip(faces, own):
+        np.testing.assert_array_equal(predict_landmarks(model, rec["wav"], ref, heard=heard), expected)
+
+
 def test_real_speech_moves_the_mouth_with_the_voice():
     """CMU ARCTIC (a real human voice, pysptk's sample): the mouth opens when there is sound.
 

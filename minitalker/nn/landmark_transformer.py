@@ -343,7 +343,7 @@ def load_landmark_model(path: str | os.PathLike | None = None, device: str | tor
 
 
 def predict_landmarks(model: LandmarkCompletionTransformer, wav: np.ndarray, reference_landmarks: np.ndarray,
-                      fps: float = 25, audio_cfg: AudioConfig | None = None) -> np.ndarray:
+                      fps: float = 25, audio_cfg: AudioConfig | None = None, heard: list | None = None) -> np.ndarray:
     """Speech ``(N,)`` at 16 kHz + the speaker's reference landmarks ``(68, 2)`` in image pixels
     → landmarks ``(T, 68, 2)`` in the same pixels, one per video frame (``T = N·fps/16000``).
 
@@ -352,14 +352,16 @@ def predict_landmarks(model: LandmarkCompletionTransformer, wav: np.ndarray, ref
     the model moves the hidden points *from the reference's own*, so a photo with parted lips would
     keep them parted through every p, b and m. Long audio is cut into overlapping clips
     (:meth:`~LandmarkCompletionTransformer.predict_sequence`). Silence gives a closed, resting mouth.
-    Raises ValueError for audio shorter than one window (0.2 s) and for reference landmarks of the
-    wrong shape or with NaN.
+    ``heard``: with a phonetic front end, the phones already recognised in ``wav``
+    (:func:`~minitalker.audio.recognise_phones`), so that several faces driven by one recording hear
+    it once. Raises ValueError for audio shorter than one window (0.2 s) and for reference landmarks of
+    the wrong shape or with NaN.
     """
     ref = scheme.check_landmarks(reference_landmarks, "reference_landmarks")
     if ref.shape != (scheme.N_POINTS, 2):
         raise ValueError(f"reference_landmarks must be one face (68, 2) in pixels; got {ref.shape}")
     ref_n, params = scheme.normalise(rest_landmarks(ref))  # (68, 2) canonical, the mouth closed as in training
-    mel = audio_features(wav, cfg=audio_cfg or model.cfg.audio_config(), fps=fps)  # (T, W, F); ValueError if too short
+    mel = audio_features(wav, cfg=audio_cfg or model.cfg.audio_config(), fps=fps, heard=heard)  # (T, W, F); ValueError if too short
     expected = (model.cfg.window, model.n_features)
     if mel.shape[1:] != expected:
         raise ValueError(f"audio windows {mel.shape[1:]} do not match the model's {expected}: use the "
