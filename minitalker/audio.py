@@ -60,8 +60,7 @@ class AudioConfig(PresetConfig):
     def __post_init__(self):
         self.spectrum = tuple(float(v) for v in self.spectrum)
         check_positive(self, "sample_rate", "n_mels", "hop_ms", "win_ms", "fmax", "window", "target_rms", "gate_db",
-                       "silence_rms", "log_floor", "spectrum_max_db",
-                       "spectrum_gate_db")
+                       "silence_rms", "log_floor", "spectrum_max_db", "spectrum_gate_db")
         if self.spectrum and len(self.spectrum) != self.n_mels:
             raise ValueError(f"spectrum has {len(self.spectrum)} values, one per mel bin is {self.n_mels}: give "
                              "long_term_spectrum(...) of speech heard through the same n_mels, or () for none")
