@@ -208,22 +208,39 @@ def normalise_loudness(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.nd
     ``x`` and ``0.1 x`` select the same frames and give the same ``y``. If no frame is active the
     signal is silence and is returned unchanged (its features sit at the log floor).
     """
-    cfg = cfg or AudioConfig()
-    wav = _check_wav(wav)
-    r, active = frame_activity(wav, cfg)
+    return _normalised(_check_wav(wav), cfg or AudioConfig())[0]
+
+
+def _normalised(wav: np.ndarray, cfg: AudioConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`normalise_loudness` ``y (N,)`` and the frame RMS of ``y`` ``(M,)`` (that of ``x`` times the
+    gain), so that a second gate on ``y`` needs no second pass over the samples."""
+    r = frame_rms(wav, cfg)
+    active = energy_gate(r, cfg.gate_db, cfg)
     if not active.any():
-        return wav
-    return wav * np.float32(cfg.target_rms / np.sqrt(np.mean(r[active] ** 2)))
+        return wav, r
+    gain = np.float32(cfg.target_rms / np.sqrt(np.mean(r[active] ** 2)))
+    return wav * gain, r * gain
 
 
-def frame_activity(wav: np.ndarray, cfg: AudioConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The energy gate of :func:`normalise_loudness`: per 25 ms frame (hop 10 ms, centred on ``m · hop``)
-    its RMS ``r (M,)`` and whether it is active, ``r > silence_rms`` and within ``gate_db`` of the loudest."""
+def frame_rms(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
+    """RMS of each 25 ms frame ``(M,)``, hop 10 ms, centred on ``m · hop`` (as the log-mel's frames)."""
     import librosa
 
     cfg = cfg or AudioConfig()
-    r = librosa.feature.rms(y=wav, frame_length=cfg.win_length, hop_length=cfg.hop_length)[0]  # (M,)
-    return r, (r > cfg.silence_rms) & (r >= r.max() * 10 ** (-cfg.gate_db / 20))
+    return librosa.feature.rms(y=wav, frame_length=cfg.win_length, hop_length=cfg.hop_length)[0]
+
+
+def energy_gate(r: np.ndarray, gate_db: float, cfg: AudioConfig) -> np.ndarray:
+    """Frame RMS ``r (M,)`` → the active frames ``(M,)`` bool: ``r > silence_rms`` and ``r ≥ max(r) · 10^(−gate_db/20)``."""
+    return (r > cfg.silence_rms) & (r >= r.max() * 10 ** (-gate_db / 20))
+
+
+def frame_activity(wav: np.ndarray, cfg: AudioConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The energy gate of :func:`normalise_loudness` on ``wav``: its frame RMS ``r (M,)`` (:func:`frame_rms`)
+    and whether each frame is active (:func:`energy_gate` with ``cfg.gate_db``)."""
+    cfg = cfg or AudioConfig()
+    r = frame_rms(wav, cfg)
+    return r, energy_gate(r, cfg.gate_db, cfg)
 
 
 @functools.cache
@@ -257,10 +274,17 @@ def log_mel(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
     voice it is (and espeak's) go. Last, with ``cfg.spectrum``, the recording's colour is moved to
     that spectrum (:func:`match_spectrum`).
     """
+    return _log_mel(wav, cfg or AudioConfig())[0]
+
+
+def _log_mel(wav: np.ndarray, cfg: AudioConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`log_mel` ``(M, n_mels)`` and its speech frames ``(M,)`` bool: the frames within
+    ``cfg.spectrum_gate_db`` of the loudest, so the voiced body of the speech, not its pauses, breaths
+    and room noise, on which a long-term spectrum is measured (with the 40 dB loudness gate, a sentence
+    with a higher noise floor or another colour kept other frames, and its average moved with them)."""
     import librosa
 
-    cfg = cfg or AudioConfig()
-    y = normalise_loudness(wav, cfg)
+    y, r = _normalised(_check_wav(wav), cfg)
     power = np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
                                 center=True, pad_mode="constant")) ** 2  # (1 + n_fft/2, M)
     with _blas_threads().limit(limits=1, user_api="blas"):  # see _blas_threads
@@ -272,22 +296,15 @@ def log_mel(wav: np.ndarray, cfg: AudioConfig | None = None) -> np.ndarray:
         cep = dct(log_mel, type=2, norm="ortho", axis=1)
         cep[:, cfg.lifter:] = 0
         log_mel = np.maximum(idct(cep, type=2, norm="ortho", axis=1), np.log(cfg.log_floor))
+    speech = energy_gate(r, cfg.spectrum_gate_db, cfg)[:len(log_mel)]  # (M,)
     if cfg.spectrum:
-        log_mel = match_spectrum(log_mel, speech_frames(y, cfg)[:len(log_mel)], cfg)
-    return log_mel.astype(np.float32)
-
-
-def speech_frames(wav: np.ndarray, cfg: AudioConfig) -> np.ndarray:
-    """The frames a long-term spectrum is measured on ``(M,)`` bool: :func:`frame_activity` with the
-    stricter gate ``cfg.spectrum_gate_db``, so the voiced body of the speech, not its pauses, breaths
-    and room noise (with the 40 dB loudness gate, a sentence with a higher noise floor or another
-    colour kept other frames, and its average moved with them)."""
-    return frame_activity(wav, dataclasses.replace(cfg, gate_db=cfg.spectrum_gate_db))[1]
+        log_mel = match_spectrum(log_mel, speech, cfg)
+    return log_mel.astype(np.float32), speech
 
 
 def match_spectrum(log_mel: np.ndarray, active: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     """Move a recording's long-term spectrum to ``cfg.spectrum``: ``(M, n_mels)`` log-mel, ``(M,)``
-    frames to measure it on (:func:`speech_frames`) → ``(M, n_mels)``.
+    frames to measure it on (the speech frames of :func:`_log_mel`) → ``(M, n_mels)``.
 
     ``S' = max(S + clip(s_ref - mean_active(S), ±spectrum_max_db), floor)`` on every bin above the
     floor; digital silence stays at the floor. This is cepstral mean normalisation (CMN, as speech
@@ -305,15 +322,12 @@ def match_spectrum(log_mel: np.ndarray, active: np.ndarray, cfg: AudioConfig) ->
 
 
 def long_term_spectrum(wavs, cfg: AudioConfig | None = None) -> tuple[float, ...]:
-    """The long-term average of :func:`log_mel` through ``cfg``: the mean over the :func:`speech_frames`
-    of every recording in ``wavs`` → ``n_mels`` values (rounded to 1e-3), for ``AudioConfig.spectrum``.
+    """The long-term average of :func:`log_mel` through ``cfg``: the mean over the speech frames (within
+    ``cfg.spectrum_gate_db`` of the loudest) of every recording in ``wavs`` → ``n_mels`` values (rounded
+    to 1e-3), for ``AudioConfig.spectrum``.
     """
     cfg = cfg or AudioConfig()
-    frames = []
-    for wav in wavs:
-        mel = log_mel(wav, cfg)
-        frames.append(mel[speech_frames(normalise_loudness(wav, cfg), cfg)[:len(mel)]])
-    frames = np.concatenate(frames)
+    frames = np.concatenate([mel[speech] for mel, speech in (_log_mel(wav, cfg) for wav in wavs)])
     if not len(frames):
         raise ValueError("no active frame in these recordings: long_term_spectrum needs speech, not silence")
     return tuple(round(float(v), 3) for v in frames.mean(0))
