@@ -75,6 +75,9 @@ def test_predict_sequence_any_length_and_cross_fade():
     mel, ref = inputs(B=1, T=8)
     direct = model(mel, ref)[0].detach().numpy()
     np.testing.assert_allclose(model.predict_sequence(mel[0].numpy(), ref[0].numpy()), direct, atol=1e-5)
+    with torch.no_grad():  # the reference's tokens, encoded once by the caller (as predict_sequence does)
+        assert torch.equal(model(mel, ref, model.encode_reference(ref)), model(mel, ref))
+        assert not torch.allclose(model(mel, ref, model.encode_reference(-ref)), model(mel, ref))
     long = torch.randn(50, 20, 80) * 4 - 7
     out = model.predict_sequence(long.numpy(), ref[0].numpy())  # 50 frames in overlapping clips of 8
     assert out.shape == (50, 68, 2) and np.isfinite(out).all()

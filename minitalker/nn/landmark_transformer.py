@@ -215,7 +215,9 @@ class LandmarkCompletionTransformer(nn.Module):
             x = block(x)
         return x[:, self.hidden]  # (B, 31, d)
 
-    def forward(self, mel: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, reference: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """``tokens``: :meth:`encode_reference` of ``reference`` ``(B or 1, 31, d)``, where the caller has it
+        already (:meth:`predict_sequence` encodes its one reference once for every clip)."""
         cfg = self.cfg
         self._check(mel, reference)
         B, T, W, _ = mel.shape
@@ -227,7 +229,8 @@ class LandmarkCompletionTransformer(nn.Module):
         if self.phones_in is not None:
             read.append(self.phones_in(phones.reshape(B, T, A, -1)))
         audio = sum(read) + self.audio_pos + self.modality[0]  # (B, T, A, d)
-        hidden = self.encode_reference(reference)[:, None].expand(B, T, -1, -1)  # (B, T, 31, d)
+        tokens = self.encode_reference(reference) if tokens is None else tokens  # (B or 1, 31, d)
+        hidden = tokens[:, None].expand(B, T, -1, -1)  # (B, T, 31, d)
         x = torch.cat([audio, hidden], 2) + self.time_pos[:T, None]  # (B, T, A + 31, d)
         for block in self.blocks:
             x = block(x)
@@ -290,7 +293,8 @@ class LandmarkCompletionTransformer(nn.Module):
         if was_training:  # (switching modes walks every module: 1 ms, 5% of a 2 s clip)
             self.eval()
         ref = torch.as_tensor(reference, dtype=torch.float32, device=device)[None]  # (1, 68, 2)
-        pred = np.concatenate([self(x, ref.expand(len(x), -1, -1)).float().cpu().numpy()
+        tokens = self.encode_reference(ref)  # (1, 31, d): the same face in every clip
+        pred = np.concatenate([self(x, ref.expand(len(x), -1, -1), tokens).float().cpu().numpy()
                                for x in torch.as_tensor(clips, device=device).split(batch)])  # (n, C, 68, 2)
         if was_training:
             self.train()
