@@ -22,6 +22,8 @@ and two protocols, combined by :func:`evaluate_faces_real` (``minitalker evaluat
   the same measure on the *true* frames gives the ceiling the measure itself can reach.
 * :func:`unseen_photos`: photos of people agent 2 never saw (:func:`real_photos`), driven by agent 1
   from a real voice (CMU ARCTIC, shipped in pysptk).
+* :func:`talking_faces`: the whole pipeline against a real mouth: a person's voice, through both
+  agents, from one frame of their video; the mouth on the generated frames against theirs.
 
 Frames are uint8 ``(T, S, S, 3)`` aligned face crops; landmarks float ``(..., 68, 2)`` in crop pixels.
 """
@@ -387,6 +389,47 @@ def unseen_photos(unet, schedule, agent_cfg, landmark_model, photos: dict[str, n
             "frames": len(driving) if photos else 0, "seconds": time.perf_counter() - start}
 
 
+def talking_faces(unet, schedule, agent_cfg, landmark_model, n_frames: int | None = None, steps: int = 10,
+                  guidance: float | None = None) -> dict:
+    """The whole pipeline against a real mouth, on each talking face (:func:`~minitalker.data.real_speech.talking_face_set`).
+
+    Its frames at 25 fps → aligned crops at the UNet's size (boxes smoothed, sigma 2 frames); the first
+    crop (before he speaks, lips shut) is the reference. ``pipeline``: agent 1 hears the person's voice
+    and predicts landmarks from the reference's, agent 2 draws them; ``reenacted``: agent 2 draws the
+    person's own landmarks (what it gives when the landmarks are right); ``warp``: the reference warped
+    to them (:func:`warped_reference`, the reenactment's ceiling). Each is scored on the opening dlib
+    measures on the frames (:func:`measure_openings`): lip-sync (:func:`~minitalker.lipsync.lipsync_scores`),
+    :func:`obedience` to the landmarks drawn, and ``person_r``, the correlation with the opening measured
+    the same way on the true crops, whose own lip-sync is ``person``. ``n_frames``: only the first ones
+    (tests). Returns ``{"clips": {name: {row: scores}}, "mean": {row: scores}, "seconds"}``.
+    """
+    from minitalker.data.real_speech import TALKING_FACES, frame_phones, talking_face_set
+    from minitalker.lipsync import frame_energy, lipsync_scores
+    from minitalker.nn.landmark_transformer import predict_landmarks
+    from minitalker.video import aligned_crops, read_video, resample_fps
+
+    start, clips = time.perf_counter(), {}
+    for clip in talking_face_set():
+        frames, fps = read_video(TALKING_FACES[clip["name"]].path())
+        T = min(len(clip["landmarks"]), n_frames or len(clip["landmarks"]))
+        truth, lm = aligned_crops(resample_fps(frames, fps)[:T], clip["landmarks"][:T], unet.cfg.image_size, smooth=2.0)
+        wav = clip["wav"][:round(T / 25 * 16000)]
+        driving = predict_landmarks(landmark_model, wav, lm[0])[:T]  # (T, 68, 2) crop px
+        phones, energy = frame_phones(clip["phones"], T), frame_energy(wav, T)
+        person = measure_openings(truth, lm)  # (T,)
+        drawn = {"pipeline": (_generate(unet, schedule, agent_cfg, truth[0], lm[0], driving, steps, guidance), driving),
+                 "reenacted": (_generate(unet, schedule, agent_cfg, truth[0], lm[0], lm, steps, guidance), lm),
+                 "warp": (warped_reference(truth[0], lm[0], lm), lm)}  # the reenactment's ceiling
+        rows = {"person": (person, {})} | {row: (o := measure_openings(frames, asked), obedience(o, mouth_opening(asked)))
+                                           for row, (frames, asked) in drawn.items()}
+        clips[clip["name"]] = {row: lipsync_scores(o, phones, energy) | obeyed | {"person_r": float(np.corrcoef(o, person)[0, 1])}
+                               for row, (o, obeyed) in rows.items()}
+    keys = ("closure_ratio", "open_vowel_r", "offset", "person_r", "r", "slope")
+    mean = {row: {k: float(np.mean([c[row][k] for c in clips.values()])) for k in keys if k in next(iter(clips.values()))[row]}
+            for row in ("person", "pipeline", "reenacted", "warp")} if clips else {}
+    return {"clips": clips, "mean": mean, "seconds": time.perf_counter() - start}
+
+
 def real_photos(folder: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """Real photos of people agent 2 never saw: ``{name: (H, W, 3) uint8}``.
 
@@ -417,9 +460,9 @@ def real_photos(folder: str | os.PathLike | None = None) -> dict[str, np.ndarray
 def evaluate_faces_real(checkpoint: str | os.PathLike | None = None, n_frames: int | None = None, steps: int = 10,
                         guidance: float | None = None, photos: dict[str, np.ndarray] | None = None,
                         audio: np.ndarray | None = None, landmark_model=None, strength: float | None = None) -> dict:
-    """Agent 2 on real material: :func:`carphone_reenactment` and :func:`unseen_photos` (default
-    :func:`real_photos`, driven by the shipped agent 1 from :func:`arctic_audio`) for one checkpoint.
-    ``strength``: where sampling starts (default: the checkpoint's, see :class:`FaceAgentConfig`)."""
+    """Agent 2 on real material: :func:`carphone_reenactment`, :func:`unseen_photos` (default
+    :func:`real_photos`, driven by the shipped agent 1 from :func:`arctic_audio`) and :func:`talking_faces`
+    for one checkpoint. ``strength``: where sampling starts (default: the checkpoint's, see :class:`FaceAgentConfig`)."""
     from minitalker.face_agent import load_face_agent
     from minitalker.nn.landmark_transformer import load_landmark_model
 
@@ -430,7 +473,8 @@ def evaluate_faces_real(checkpoint: str | os.PathLike | None = None, n_frames: i
     return {"checkpoint": str(checkpoint or "shipped"), "steps": steps,
             "guidance": agent.guidance_scale if guidance is None else guidance, "strength": agent.strength,
             "carphone": carphone_reenactment(unet, schedule, agent, n_frames, steps, guidance),
-            "unseen": unseen_photos(unet, schedule, agent, landmark_model, photos, audio, steps, guidance)}
+            "unseen": unseen_photos(unet, schedule, agent, landmark_model, photos, audio, steps, guidance),
+            "talking_faces": talking_faces(unet, schedule, agent, landmark_model, steps=steps, guidance=guidance)}
 
 
 def format_real_results(results: dict) -> str:
@@ -452,8 +496,17 @@ def format_real_results(results: dict) -> str:
     lines += [f"unseen photos driven by real speech: {u['frames']} frames each, {u['seconds']:.0f} s",
               f"  {'photo':16}" + "".join(f"{k:>{w}}" for k, w, _ in pho)]
     lines += [row(name, m, pho) for name, m in [*u["photos"].items(), ("median", u["median"])]]
+    faces = results.get("talking_faces", {})
+    if faces.get("mean"):
+        cols = (("closure_ratio", 14, 2), ("open_vowel_r", 13, 2), ("offset", 8, 1), ("person_r", 10, 3), ("r", 7, 3),
+                ("slope", 7, 3))
+        lines += [f"talking faces, the pipeline against the person's mouth: {len(faces['clips'])} clips (mean), "
+                  f"{faces['seconds']:.0f} s", f"  {'':16}" + "".join(f"{k:>{w}}" for k, w, _ in cols)]
+        lines += [row(name, m, cols) for name, m in faces["mean"].items()]
     lines.append(f"r, slope: measured vs driving mouth opening (1 = obeys fully); tint: CIE-Lab ΔE of the lower face "
                  f"(2.3 = just noticeable); identity: dlib embedding distance (< {SAME_PERSON} = same person); "
                  "warp_r/slope: the same measure on the photo warped to the landmarks (its ceiling); sync_offset, "
-                 "closure_ratio, open_vowel_r: lip-sync of the generated frames (minitalker.lipsync)")
+                 "closure_ratio, open_vowel_r: lip-sync of the generated frames (minitalker.lipsync); person_r: "
+                 "r with the person's own mouth (person: the true frames; pipeline: both agents from his voice; "
+                 "reenacted: agent 2 from his own landmarks; warp: his first frame warped to them)")
     return "\n".join(lines)
