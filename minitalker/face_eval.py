@@ -397,7 +397,9 @@ def talking_faces(unet, schedule, agent_cfg, landmark_model, n_frames: int | Non
     crop (before he speaks, lips shut) is the reference. ``pipeline``: agent 1 hears the person's voice
     and predicts landmarks from the reference's, agent 2 draws them; ``reenacted``: agent 2 draws the
     person's own landmarks (what it gives when the landmarks are right); ``warp``: the reference warped
-    to them (:func:`warped_reference`, the reenactment's ceiling). Each is scored on the opening dlib
+    to them (:func:`warped_reference`, the reenactment's ceiling); ``pipeline_open``, ``reenacted_open``:
+    the same from the frame where his mouth is widest open (a reference that shows the mouth's inside).
+    Each is scored on the opening dlib
     measures on the frames (:func:`measure_openings`): lip-sync (:func:`~minitalker.lipsync.lipsync_scores`),
     :func:`obedience` to the landmarks drawn, and ``person_r``, the correlation with the opening measured
     the same way on the true crops, whose own lip-sync is ``person``. ``n_frames``: only the first ones
@@ -414,19 +416,21 @@ def talking_faces(unet, schedule, agent_cfg, landmark_model, n_frames: int | Non
         T = min(len(clip["landmarks"]), n_frames or len(clip["landmarks"]))
         truth, lm = aligned_crops(resample_fps(frames, fps)[:T], clip["landmarks"][:T], unet.cfg.image_size, smooth=2.0)
         wav = clip["wav"][:round(T / 25 * 16000)]
-        driving = predict_landmarks(landmark_model, wav, lm[0])[:T]  # (T, 68, 2) crop px
         phones, energy = frame_phones(clip["phones"], T), frame_energy(wav, T)
         person = measure_openings(truth, lm)  # (T,)
-        drawn = {"pipeline": (_generate(unet, schedule, agent_cfg, truth[0], lm[0], driving, steps, guidance), driving),
-                 "reenacted": (_generate(unet, schedule, agent_cfg, truth[0], lm[0], lm, steps, guidance), lm),
-                 "warp": (warped_reference(truth[0], lm[0], lm), lm)}  # the reenactment's ceiling
+        drawn = {"warp": (warped_reference(truth[0], lm[0], lm), lm)}  # the reenactment's ceiling
+        for suffix, k in (("", 0), ("_open", int(np.argmax(mouth_opening(lm))))):  # lips shut / his widest opening
+            driving = predict_landmarks(landmark_model, wav, lm[k])[:T]  # (T, 68, 2) crop px
+            drawn[f"pipeline{suffix}"] = (_generate(unet, schedule, agent_cfg, truth[k], lm[k], driving, steps, guidance),
+                                          driving)
+            drawn[f"reenacted{suffix}"] = (_generate(unet, schedule, agent_cfg, truth[k], lm[k], lm, steps, guidance), lm)
         rows = {"person": (person, {})} | {row: (o := measure_openings(frames, asked), obedience(o, mouth_opening(asked)))
                                            for row, (frames, asked) in drawn.items()}
         clips[clip["name"]] = {row: lipsync_scores(o, phones, energy) | obeyed | {"person_r": float(np.corrcoef(o, person)[0, 1])}
                                for row, (o, obeyed) in rows.items()}
     keys = ("closure_ratio", "open_vowel_r", "offset", "person_r", "r", "slope")
     mean = {row: {k: float(np.mean([c[row][k] for c in clips.values()])) for k in keys if k in next(iter(clips.values()))[row]}
-            for row in ("person", "pipeline", "reenacted", "warp")} if clips else {}
+            for row in next(iter(clips.values()))} if clips else {}
     return {"clips": clips, "mean": mean, "seconds": time.perf_counter() - start}
 
 
@@ -508,5 +512,6 @@ def format_real_results(results: dict) -> str:
                  "warp_r/slope: the same measure on the photo warped to the landmarks (its ceiling); sync_offset, "
                  "closure_ratio, open_vowel_r: lip-sync of the generated frames (minitalker.lipsync); person_r: "
                  "r with the person's own mouth (person: the true frames; pipeline: both agents from his voice; "
-                 "reenacted: agent 2 from his own landmarks; warp: his first frame warped to them)")
+                 "reenacted: agent 2 from his own landmarks; warp: his first frame warped to them; _open: from "
+                 "his widest-open frame)")
     return "\n".join(lines)
