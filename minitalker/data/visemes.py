@@ -162,7 +162,7 @@ def _segments(phonemes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
 
 
 def articulate(phonemes, n_frames: int, fps: float = FPS,
-               spans: tuple[float, float] = (ANTICIPATION, CARRY_OVER)) -> np.ndarray:
+               spans: tuple[float, float] | None = None) -> np.ndarray:
     """Phoneme intervals ``[(name, start_s, end_s)]`` → articulation parameters ``(T, 6)`` (see :data:`PARAMS`).
 
     Frame ``i`` is sampled at its midpoint ``(i + 0.5) / fps``. Columns 0–3 (jaw, lips, spread,
@@ -171,7 +171,7 @@ def articulate(phonemes, n_frames: int, fps: float = FPS,
         p(t) = Σ_s D_s(t) target_s / Σ_s D_s(t),   D_s(t) = dominance_s · exp(-(d_s(t) / σ)²)
 
     with ``d_s(t)`` the distance from ``t`` to segment ``s`` (0 inside it) and ``σ`` = ``spans[0]``
-    before the segment, ``spans[1]`` after it (default ``ANTICIPATION``, ``CARRY_OVER``; other spans
+    before the segment, ``spans[1]`` after it (None: ``ANTICIPATION``, ``CARRY_OVER``; other spans
     are for experiments: the corpus is rendered with the defaults). Columns 4–5 (closure, labio) are 1
     within ``HOLD`` of a bilabial / labiodental segment and fall to 0 over ``RAMP`` (a cosine).
     """
@@ -179,7 +179,7 @@ def articulate(phonemes, n_frames: int, fps: float = FPS,
     t = frame_times(n_frames, fps)[:, None]  # (T, 1)
     before, after = start - t, t - end  # (T, S): > 0 when the frame is before / after the segment
     d = np.maximum(np.maximum(before, after), 0.0)
-    weight = dom * np.exp(-(d / np.where(before > 0, *spans)) ** 2)  # (T, S)
+    weight = dom * np.exp(-(d / np.where(before > 0, *(spans or (ANTICIPATION, CARRY_OVER)))) ** 2)  # (T, S)
     shape = weight @ target / np.maximum(weight.sum(1, keepdims=True), 1e-12)  # (T, 4)
     window = np.cos(np.clip((d - HOLD) / RAMP, 0, 1) * np.pi / 2) ** 2  # (T, S): 1 near the segment
     closure = np.max(np.where(kind == 1, window, 0.0), axis=1, initial=0.0)  # (T,)
