@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q torch==$(TORCH_VERSION)
 	$(BIN)/pip install -q -e '.[dlib,dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
-	$(BIN)/python -m minitalker.data.real_speech --fetch >/dev/null  # LibriVox (pocketsphinx's sdist), talking faces (psychopy's wheel)
+	$(BIN)/python -m minitalker.data.real_speech --fetch >/dev/null  # LibriVox (pocketsphinx's sdist), talking faces (psychopy's wheel), training voices (MFA's sdist)
 	touch $@
 
 install: $(BIN)/.installed

