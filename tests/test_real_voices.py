@@ -15,8 +15,9 @@ def test_training_voices_are_apart_from_what_agent_1_is_scored_on():
     """The manifest's recordings are none of the scored ones, and every one has aligned phones the rig knows,
     with speech in them (pocketsphinx aligned each to its text; labels rewritten by the module's main)."""
     assert len(rs.TRAINING_VOICES) >= 50
-    assert not set(rs.TRAINING_VOICES) & (set(rs.RECORDINGS) | set(rs.TALKING_FACES))
     assert {r.package for r in rs.TRAINING_VOICES.values()} == {rs.TRAINING_SDIST}
+    scored = {r.locator for r in (*rs.RECORDINGS.values(), *rs.TALKING_FACES.values())}
+    assert not scored & {r.locator for r in rs.TRAINING_VOICES.values()}
     for name in rs.TRAINING_VOICES:
         phones = rs.load_phones(name)
         assert all(p in rs.ARPABET_TO_ESPEAK and start < end for p, start, end in phones), name
@@ -42,6 +43,8 @@ def test_the_corpus_puts_the_rig_mouth_under_the_real_voice(three_voices, tmp_pa
     clips = corpus.split("train")
     assert [c.id for c in clips] == [f"{n}-{k}" for n in three_voices for k in range(2)]
     assert base.heldout not in {c.identity for c in clips} and {c.mirrored for c in clips} == {False, True}
+    for clip in clips:  # a mirrored clip has a mirrored reference: the outer eye corners swap sides in both
+        assert np.sign(np.diff(clip.landmarks[0, [36, 45], 0])) == np.sign(np.diff(clip.reference()[1][[36, 45], 0]))
     assert not corpus.split("val") and not corpus.split("test")
     opening = {"sil": [], "bilabial": [], "open": []}
     for clip in clips:
@@ -68,13 +71,25 @@ def test_the_corpus_is_built_once_per_faces_and_copies(three_voices, tmp_path, m
     first = rv.real_voice_corpus(tiny_config(), 1, progress=False)
     again = rv.real_voice_corpus(tiny_config(), 1, progress=False)
     other = rv.real_voice_corpus(tiny_config(), 2, progress=False)
-    assert built == [1, 2] and first.root == again.root != other.root and len(other) == 2 * len(first) == 6
+    unmirrored = rv.real_voice_corpus(tiny_config(mirror=False), 1, progress=False)
+    assert built == [1, 2, 1] and first.root == again.root != other.root != unmirrored.root != first.root
+    assert len(other) == 2 * len(first) == 6 and not any(c.mirrored for c in unmirrored.clips)
 
 
-def test_without_fetched_voices_the_build_says_what_to_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINITALKER_CACHE", str(tmp_path))
+def test_short_vowels_are_unstressed_and_a_short_ah_is_the_schwa():
+    """The aligner's phones have no stress: a vowel under REDUCED_S is read unstressed, a short ``ah`` as ə;
+    consonants and long vowels are read as ARPABET_TO_ESPEAK maps them."""
+    phones = [("ah", 0.0, 0.04), ("ah", 0.04, 0.2), ("iy", 0.2, 0.25), ("ae", 0.25, 0.4), ("b", 0.4, 0.42)]
+    assert [n for n, _, _ in rv.rig_phonemes(phones)] == ["@", "'V", "i:", "'a", "b"]
+
+
+def test_without_every_voice_fetched_the_build_says_what_to_run(three_voices, tmp_path, monkeypatch):
+    """One voice missing is an error (a corpus of fewer voices than the manifest's would pass unnoticed)."""
+    missing = rs.Recording(rs.TRAINING_SDIST, "nowhere/missing.flac", "no words", "sdist")
+    monkeypatch.setattr(rv, "TRAINING_VOICES", {**rv.TRAINING_VOICES, "missing": missing})
     with pytest.raises(FileNotFoundError, match=r"real_speech --fetch"):
-        rv.real_voice_corpus(tiny_config(), 1, progress=False)
+        rv.build_real_voice_corpus(tiny_config(), 1, tmp_path / "rv", progress=False)
+    assert not (tmp_path / "rv").exists()
 
 
 def test_real_voices_must_be_a_count():

@@ -3,7 +3,8 @@
 Agent 1 learns mouths from espeak, whose voices are all one synthesiser's. Here the same rig
 (:func:`~minitalker.data.visemes.articulate`) animates the corpus's training faces on the phone
 timings of real speech (:data:`~minitalker.data.real_speech.TRAINING_VOICES`, aligned by
-pocketsphinx), so the targets are the mouths agent 1 already learns, and only the voice is new.
+pocketsphinx), so the targets are the mouths agent 1 already learns (up to stress, which the aligner's
+phones lack: :func:`rig_phonemes`), and the voice is new.
 Our choice: the paper trains on real video, which ships in no package; real voices with rig mouths
 are the nearest thing we can train on offline. None of these speakers is in the real set agent 1
 is scored on (:func:`minitalker.lipsync.evaluate_landmarks_real`).
@@ -25,42 +26,46 @@ from tqdm.auto import tqdm
 from minitalker.audio import FPS, SAMPLE_RATE
 from minitalker.config import cache_dir
 from minitalker.data.corpus import VERSION, Corpus, CorpusWriter, mirror_landmarks, read_meta
-from minitalker.data.real_speech import ARPABET_TO_ESPEAK, TRAINING_VOICES, label_path, load_phones
-from minitalker.data.synthetic import CorpusConfig, landmarks_only, reference_face
+from minitalker.data.real_speech import ARPABET_TO_ESPEAK, TRAINING_VOICES, load_phones
+from minitalker.data.synthetic import CorpusConfig, landmarks_only, reference_face, training_faces
+
+#: Our choice: the aligner's phones carry no stress, so every ``ah`` would open as wide as a stressed ʌ,
+#: where espeak says most of them as the schwa ə (a third of the jaw, less dominant). A vowel shorter
+#: than this is taken as unstressed (espeak's gain 0.8), and a short ``ah`` as ə.
+REDUCED_S = 0.07
 
 
-def _faces(base: CorpusConfig) -> list[tuple[str, bool]]:
-    """The base corpus's training appearances: its faces that are not held out, then their mirror images."""
-    faces = [i for i in base.identities if i != base.heldout]
-    return [(i, m) for m in ((False, True) if base.mirror else (False,)) for i in faces]
-
-
-def _fetched() -> dict:
-    """The training voices fetched into the cache, by name."""
-    return {name: rec for name, rec in TRAINING_VOICES.items() if rec.fetched.is_file()}
+def rig_phonemes(phones: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Aligned CMU phones ``[(phone, start_s, end_s)]`` → the espeak names the rig reads, stress guessed from duration."""
+    out = []
+    for phone, start, end in phones:
+        name = ARPABET_TO_ESPEAK[phone]
+        if name.startswith("'") and end - start < REDUCED_S:
+            name = "@" if phone == "ah" else name[1:]
+        out.append((name, start, end))
+    return out
 
 
 def _folder(base: CorpusConfig, copies: int) -> Path:
-    """``<cache>/realvoices-<preset>-<hash>``, the hash over the faces, the copies and the fetched voices' labels."""
-    labels = {name: label_path(name).read_text() for name in _fetched()}
-    text = json.dumps({"faces": _faces(base), "size": base.image_size, "seed": base.seed, "copies": copies,
-                       "labels": labels, "version": VERSION}, sort_keys=True)
+    """``<cache>/realvoices-<preset>-<hash>``, the hash over the faces, the copies and what the rig reads."""
+    phonemes = {name: rig_phonemes(load_phones(name)) for name in TRAINING_VOICES}
+    text = json.dumps({"faces": training_faces(base), "size": base.image_size, "seed": base.seed, "copies": copies,
+                       "phonemes": phonemes, "version": VERSION}, sort_keys=True)
     return cache_dir() / f"realvoices-{base.name}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def build_real_voice_corpus(base: CorpusConfig, copies: int, root: Path, progress: bool = True) -> Path:
-    """Write every fetched training voice ``copies`` times (on faces taken in turn) as landmark-only
-    ``train`` clips at ``root``: audio (N,), the rig's landmarks (T, 68, 2) on its aligned phones."""
-    faces, references = _faces(base), {i: reference_face(i, base.image_size) for i in base.identities}
-    recordings = _fetched()
-    if not recordings:
-        raise FileNotFoundError("no training voice is fetched: run `python -m minitalker.data.real_speech --fetch` "
-                                "(`make install` does)")
+    """Write every training voice ``copies`` times (on faces taken in turn) as landmark-only ``train`` clips
+    at ``root``: audio (N,), the rig's landmarks (T, 68, 2) on its aligned phones. FileNotFoundError (saying
+    what to run) where a voice is not fetched."""
+    for rec in TRAINING_VOICES.values():
+        rec.path()  # all there, or the error that says how to fetch them
+    faces, references = training_faces(base), {i: reference_face(i, base.image_size) for i in base.identities}
     with CorpusWriter(root, base.image_size) as writer:
         turn = 0
-        for name, rec in tqdm(recordings.items(), disable=not progress, desc="real voices", unit="recording"):
+        for name, rec in tqdm(TRAINING_VOICES.items(), disable=not progress, desc="real voices", unit="recording"):
             wav = rec.audio()
-            phonemes = [(ARPABET_TO_ESPEAK[p], start, end) for p, start, end in load_phones(name)]
+            phonemes = rig_phonemes(load_phones(name))
             for k in range(copies):
                 identity, mirrored = faces[turn % len(faces)]
                 turn += 1
@@ -70,7 +75,7 @@ def build_real_voice_corpus(base: CorpusConfig, copies: int, root: Path, progres
                         "text": rec.text, "voice": {"name": f"real:{name}"},
                         "phonemes": [[p, round(a, 4), round(b, 4)] for p, a, b in phonemes], "words": []}
                 writer.add(info, None, mirror_landmarks(lm, base.image_size) if mirrored else lm, wav)
-        meta = {"source": f"real voices ({len(recordings)} recordings)", "config": {"copies": copies}, "fps": FPS,
+        meta = {"source": f"real voices ({len(TRAINING_VOICES)} recordings)", "config": {"copies": copies}, "fps": FPS,
                 "sample_rate": SAMPLE_RATE, "identities": list(base.identities),
                 "heldout": [base.heldout] if base.heldout else [], "report": []}
         return writer.finish(meta, references)

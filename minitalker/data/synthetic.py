@@ -161,8 +161,7 @@ def plan_clips(cfg: CorpusConfig) -> list[dict]:
     sentences = grid_sentences(cfg.n_sentences, seed=cfg.seed)
     splits = _split_sentences(cfg, rng)
     train_ids = [i for i in cfg.identities if i != cfg.heldout]
-    faces = {"train": [(i, m) for m in ((False, True) if cfg.mirror else (False,)) for i in train_ids],
-             "val": [(i, False) for i in train_ids],
+    faces = {"train": training_faces(cfg), "val": [(i, False) for i in train_ids],
              "test": ([(cfg.heldout, False)] if cfg.heldout else []) + [(i, False) for i in train_ids]}
     turn = dict.fromkeys(SPLITS, 0)
     plan = []
@@ -177,6 +176,12 @@ def plan_clips(cfg: CorpusConfig) -> list[dict]:
                          "mirrored": mirrored, "frames": frames, "voice": voice,
                          "seed": int(np.random.SeedSequence([cfg.seed, s, k]).generate_state(1)[0])})
     return plan
+
+
+def training_faces(cfg: CorpusConfig) -> list[tuple[str, bool]]:
+    """The training split's appearances ``[(identity, mirrored)]``: the faces not held out, then their mirror images."""
+    train_ids = [i for i in cfg.identities if i != cfg.heldout]
+    return [(i, m) for m in ((False, True) if cfg.mirror else (False,)) for i in train_ids]
 
 
 @functools.cache

@@ -287,7 +287,9 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
     """Train agent 1; returns the run folder (``last``/``best`` checkpoints, ``metrics.jsonl``).
 
     ``preset`` picks both configs (fast/full; default ``$MINITALKER_PRESET``); ``model_cfg`` and
-    ``train_cfg`` override them. ``resume`` continues ``out/last`` exactly where it stopped.
+    ``train_cfg`` override them. ``resume`` continues ``out/last`` exactly where it stopped. With
+    ``train_cfg.real_voices`` = N the training split also holds the real voices on N faces of the
+    ``train_cfg.corpus`` preset's (:func:`~minitalker.data.real_voices.real_voice_corpus`).
     """
     preset = preset_name(preset)
     model_cfg = model_cfg or LandmarkTransformerConfig.preset(preset)
@@ -295,11 +297,11 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
     out = Path(out or Path("outputs") / f"landmarks_{preset}")
     corpus = corpus or landmark_corpus(cfg)
     parts = splits(corpus)
-    if cfg.real_voices:
-        parts["train"] += real_voice_corpus(CorpusConfig.preset(cfg.corpus), cfg.real_voices).split("train")
     if cfg.match_spectrum and not model_cfg.spectrum:  # audio.match_spectrum: a voice's colour moved to the corpus's
         model_cfg = dataclasses.replace(model_cfg, spectrum=long_term_spectrum([c.audio for c in parts["train"]],
                                                                                 model_cfg.audio_config()))
+    if cfg.real_voices:  # (after the spectrum: the voices are moved to espeak's colour, not the other way)
+        parts["train"] += real_voice_corpus(CorpusConfig.preset(cfg.corpus), cfg.real_voices).split("train")
     train, val = (LandmarkClips(parts[k], model_cfg.audio_config()) for k in ("train", "val"))
     epoch = max(1, int(train.n_frames.sum()) // (cfg.batch_size * model_cfg.clip_frames))
     cfg = dataclasses.replace(cfg, eval_every=cfg.eval_every or epoch, ckpt_every=cfg.ckpt_every or epoch)
