@@ -82,7 +82,7 @@ def build_real_voice_corpus(base: CorpusConfig, copies: int, root: Path, progres
 
 
 def real_voice_corpus(base: CorpusConfig, copies: int, progress: bool = True) -> Corpus:
-    """The real-voice training clips for the faces of corpus config ``base`` (built on first use, ~1 min)."""
+    """The real-voice training clips for the faces of corpus config ``base`` (built on first use, in seconds)."""
     root = _folder(base, copies)
     try:
         read_meta(root)
