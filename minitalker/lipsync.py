@@ -21,11 +21,11 @@ import numpy as np
 
 from minitalker.audio import FPS, SAMPLE_RATE
 from minitalker.data.real_speech import (
-    ARPABET_TO_ESPEAK,
     BILABIALS,
     OPEN_VOWELS,
     frame_phones,
     real_speech_set,
+    rig_phonemes,
     talking_face_set,
 )
 
@@ -84,14 +84,14 @@ def rig_opening(phones: list[tuple[str, float, float]], n_frames: int, face: np.
 
     What agent 1 would predict if it heard every phone and moved as its training data taught it:
     the measures' ceiling for our corpus on a recording (the rig's visemes, co-articulation and
-    closures; :mod:`minitalker.data.visemes`). ``spans``: other co-articulation spans (seconds before,
-    after) than the corpus's, to see what they would change.
+    closures; :mod:`minitalker.data.visemes`), on the phones as :func:`~minitalker.data.real_speech.rig_phonemes`
+    reads them (stress guessed from duration, as for agent 1's real training voices). ``spans``: other
+    co-articulation spans (seconds before, after) than the corpus's, to see what they would change.
     """
     from minitalker.data.visemes import animate_landmarks, articulate, rest_landmarks
     from minitalker.landmarks.scheme import mouth_opening
 
-    espeak = [(ARPABET_TO_ESPEAK[p], start, end) for p, start, end in phones]
-    params = articulate(espeak, n_frames, spans=spans)  # (T, 6)
+    params = articulate(rig_phonemes(phones), n_frames, spans=spans)  # (T, 6)
     lm = animate_landmarks(rest_landmarks(face), params, head_motion=False, blinks=False)
     return mouth_opening(lm)
 

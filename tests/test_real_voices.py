@@ -76,13 +76,6 @@ def test_the_corpus_is_built_once_per_faces_and_copies(three_voices, tmp_path, m
     assert len(other) == 2 * len(first) == 6 and not any(c.mirrored for c in unmirrored.clips)
 
 
-def test_short_vowels_are_unstressed_and_a_short_ah_is_the_schwa():
-    """The aligner's phones have no stress: a vowel under REDUCED_S is read unstressed, a short ``ah`` as ə;
-    consonants and long vowels are read as ARPABET_TO_ESPEAK maps them."""
-    phones = [("ah", 0.0, 0.04), ("ah", 0.04, 0.2), ("iy", 0.2, 0.25), ("ae", 0.25, 0.4), ("b", 0.4, 0.42)]
-    assert [n for n, _, _ in rv.rig_phonemes(phones)] == ["@", "'V", "i:", "'a", "b"]
-
-
 def test_without_every_voice_fetched_the_build_says_what_to_run(three_voices, tmp_path, monkeypatch):
     """One voice missing is an error (a corpus of fewer voices than the manifest's would pass unnoticed)."""
     missing = rs.Recording(rs.TRAINING_SDIST, "nowhere/missing.flac", "no words", "sdist")

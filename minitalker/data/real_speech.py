@@ -30,6 +30,7 @@ The two phone classes the lip-sync measures need (our choice, following the agen
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import subprocess
 import sys
@@ -52,13 +53,31 @@ OPEN_VOWELS = frozenset({"aa", "ae", "ah", "ao", "aw", "ay"})
 
 
 #: CMU (ARPAbet) phones → the espeak phoneme of the corpus's articulation rig (:mod:`minitalker.data.visemes`),
-#: vowels stressed: a phone recogniser cannot tell ʌ from ə (both ``ah``), so ``ah`` is the open one.
+#: vowels stressed: a phone recogniser cannot tell ʌ from ə (both ``ah``), so ``ah`` is the open one
+#: (:func:`rig_phonemes` reads the short ones as unstressed).
 ARPABET_TO_ESPEAK = {
     "aa": "'A:", "ae": "'a", "ah": "'V", "ao": "'O:", "aw": "'aU", "ay": "'aI", "eh": "'E", "er": "'3:", "ey": "'eI",
     "ih": "'I", "iy": "'i:", "ow": "'oU", "oy": "'OI", "uh": "'U", "uw": "'u:", "b": "b", "ch": "tS", "d": "d",
     "dh": "D", "f": "f", "g": "g", "hh": "h", "jh": "dZ", "k": "k", "l": "l", "m": "m", "n": "n", "ng": "N",
     "p": "p", "r": "r", "s": "s", "sh": "S", "t": "t", "th": "T", "v": "v", "w": "w", "y": "j", "z": "z",
     "zh": "Z", "sil": "_"}
+
+#: Our choice: the aligner's phones carry no stress, so every ``ah`` would open as wide as a stressed ʌ,
+#: where espeak says most of them as the schwa ə (a third of the jaw, less dominant). A vowel shorter
+#: than this is taken as unstressed (espeak's gain 0.8), and a short ``ah`` as ə.
+REDUCED_S = 0.07
+
+
+def rig_phonemes(phones: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Aligned CMU phones ``[(phone, start_s, end_s)]`` → the espeak names the corpus's rig reads
+    (:func:`~minitalker.data.visemes.articulate`), stress guessed from duration (:data:`REDUCED_S`)."""
+    out = []
+    for phone, start, end in phones:
+        name = ARPABET_TO_ESPEAK[phone]
+        if name.startswith("'") and end - start < REDUCED_S:
+            name = "@" if phone == "ah" else name[1:]
+        out.append((name, start, end))
+    return out
 
 
 #: espeak's phonemes (:func:`~minitalker.data.visemes.base_phoneme` keys) → CMU phones: the corpus's
@@ -216,14 +235,26 @@ def real_speech_set() -> list[dict]:
     return out
 
 
+def video_landmarks(video: Path) -> np.ndarray:
+    """dlib's 68 points on every frame of ``video``, resampled to 25 fps: ``(T, 68, 2)`` pixels. dlib takes
+    ~0.2 s a frame here, so they are kept beside the video, named by a hash of its bytes: a video fetched
+    again with other content is measured again, never read with another's landmarks."""
+    from minitalker.landmarks.detect import detect_landmarks
+    from minitalker.video import read_video, resample_fps
+
+    measured = video.with_suffix(f".{hashlib.sha1(video.read_bytes()).hexdigest()[:12]}.landmarks.npy")
+    if not measured.is_file():
+        frames, fps = read_video(video)
+        with atomic_path(measured) as part, open(part, "wb") as f:
+            np.save(f, resample_fps(detect_landmarks(frames, "dlib", cnn=False).landmarks, fps))  # (T, 68, 2)
+    return np.load(measured)
+
+
 def talking_face_set() -> list[dict]:
     """Every fetched talking face: ``{"name", "wav" (N,), "phones", "landmarks" (T, 68, 2)}``, T video frames
     at 25 fps over ``wav`` (dlib's 68 points on every frame of the clip, then
     :func:`~minitalker.video.resample_fps`; kept next to the clip in the cache, made on first use).
     A warning names the clips that were not fetched."""
-    from minitalker.landmarks.detect import detect_landmarks
-    from minitalker.video import read_video, resample_fps
-
     out, missing = [], []
     for name, rec in TALKING_FACES.items():
         try:
@@ -231,14 +262,9 @@ def talking_face_set() -> list[dict]:
         except FileNotFoundError:
             missing.append(name)
             continue
-        measured = video.with_suffix(".landmarks.npy")  # dlib takes ~0.2 s a frame here: measured once
-        if not measured.is_file():
-            frames, fps = read_video(video)
-            with atomic_path(measured) as part, open(part, "wb") as f:
-                np.save(f, resample_fps(detect_landmarks(frames, "dlib", cnn=False).landmarks, fps))  # (T, 68, 2)
         wav = rec.audio()
         out.append({"name": name, "wav": wav, "phones": load_phones(name),
-                    "landmarks": np.load(measured)[:n_video_frames(len(wav))]})
+                    "landmarks": video_landmarks(video)[:n_video_frames(len(wav))]})
     if missing:
         warnings.warn(f"talking faces without {', '.join(missing)}: `python -m minitalker.data.real_speech --fetch` "
                       "(`make install` runs it) fetches them", stacklevel=2)

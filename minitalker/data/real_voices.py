@@ -4,7 +4,7 @@ Agent 1 learns mouths from espeak, whose voices are all one synthesiser's. Here 
 (:func:`~minitalker.data.visemes.articulate`) animates the corpus's training faces on the phone
 timings of real speech (:data:`~minitalker.data.real_speech.TRAINING_VOICES`, aligned by
 pocketsphinx), so the targets are the mouths agent 1 already learns (up to stress, which the aligner's
-phones lack: :func:`rig_phonemes`), and the voice is new.
+phones lack: :func:`~minitalker.data.real_speech.rig_phonemes`), and the voice is new.
 Our choice: the paper trains on real video, which ships in no package; real voices with rig mouths
 are the nearest thing we can train on offline. None of these speakers is in the real set agent 1
 is scored on (:func:`minitalker.lipsync.evaluate_landmarks_real`).
@@ -26,24 +26,8 @@ from tqdm.auto import tqdm
 from minitalker.audio import FPS, SAMPLE_RATE
 from minitalker.config import cache_dir
 from minitalker.data.corpus import VERSION, Corpus, CorpusWriter, mirror_landmarks, read_meta
-from minitalker.data.real_speech import ARPABET_TO_ESPEAK, TRAINING_VOICES, load_phones
+from minitalker.data.real_speech import TRAINING_VOICES, load_phones, rig_phonemes
 from minitalker.data.synthetic import CorpusConfig, landmarks_only, reference_face, training_faces
-
-#: Our choice: the aligner's phones carry no stress, so every ``ah`` would open as wide as a stressed ʌ,
-#: where espeak says most of them as the schwa ə (a third of the jaw, less dominant). A vowel shorter
-#: than this is taken as unstressed (espeak's gain 0.8), and a short ``ah`` as ə.
-REDUCED_S = 0.07
-
-
-def rig_phonemes(phones: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
-    """Aligned CMU phones ``[(phone, start_s, end_s)]`` → the espeak names the rig reads, stress guessed from duration."""
-    out = []
-    for phone, start, end in phones:
-        name = ARPABET_TO_ESPEAK[phone]
-        if name.startswith("'") and end - start < REDUCED_S:
-            name = "@" if phone == "ah" else name[1:]
-        out.append((name, start, end))
-    return out
 
 
 def _folder(base: CorpusConfig, copies: int) -> Path:
