@@ -252,9 +252,7 @@ def video_landmarks(video: Path) -> np.ndarray:
 
 def talking_face_set() -> list[dict]:
     """Every fetched talking face: ``{"name", "wav" (N,), "phones", "landmarks" (T, 68, 2)}``, T video frames
-    at 25 fps over ``wav`` (dlib's 68 points on every frame of the clip, then
-    :func:`~minitalker.video.resample_fps`; kept next to the clip in the cache, made on first use).
-    A warning names the clips that were not fetched."""
+    at 25 fps over ``wav`` (:func:`video_landmarks`). A warning names the clips that were not fetched."""
     out, missing = [], []
     for name, rec in TALKING_FACES.items():
         try:
