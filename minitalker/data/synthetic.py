@@ -160,8 +160,9 @@ def plan_clips(cfg: CorpusConfig) -> list[dict]:
     rng = np.random.default_rng(cfg.seed)
     sentences = grid_sentences(cfg.n_sentences, seed=cfg.seed)
     splits = _split_sentences(cfg, rng)
-    train_ids = [i for i, mirrored in training_faces(cfg) if not mirrored]
-    faces = {"train": training_faces(cfg), "val": [(i, False) for i in train_ids],
+    train = training_faces(cfg)
+    train_ids = [i for i, mirrored in train if not mirrored]
+    faces = {"train": train, "val": [(i, False) for i in train_ids],
              "test": ([(cfg.heldout, False)] if cfg.heldout else []) + [(i, False) for i in train_ids]}
     turn = dict.fromkeys(SPLITS, 0)
     plan = []
