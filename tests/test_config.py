@@ -54,6 +54,7 @@ def test_every_preset_passes_its_own_checks(cls, preset):
     (lambda: LandmarkTrainConfig(rates=(500,)), "espeak-ng speaks 80 to 450"),
     (lambda: MelAugment(p_pause=2.0), "MelAugment.p_pause is a fraction"),
     (lambda: MelAugment(band_hz=(6000.0, 3400.0)), "MelAugment.band_hz is a range"),
+    (lambda: MelAugment(rt60_s=(0.8, 0.2)), "MelAugment.rt60_s is a range"),
     (lambda: Augment(scale=1.0), "Augment.scale and .gain draw factors 1 ± value"),
     (lambda: ToyConfig(hidden=0), "ToyConfig.hidden must be > 0"),
 ])

@@ -90,7 +90,23 @@ def test_frequency_warp_moves_a_formant_up_or_down():
         assert abs(f[peak] / f[30] - alpha) < 0.05, (alpha, f[peak] / f[30])
 
 
-def test_non_speech_chunks_ask_for_the_resting_mouth_and_band_limits_empty_the_top_bins(tiny_corpus):
+
+def test_reverberation_decays_at_its_rt60_and_holds_its_share_of_the_energy():
+    """One loud frame in silence, in a room of RT60 0.5 s and DRR 6 dB: the tail falls 60 dB in 0.5 s
+    and holds 10^(-0.6) of the frame's energy; with p_reverb 0 the clip and the random stream are untouched."""
+    mel = np.full((300, 80), np.log(1e-12), np.float32)  # 3 s of near-silence, 10 ms hop
+    mel[50] = 0.0  # one frame of power 1
+    room = MelAugment(p_reverb=1.0, rt60_s=(0.5, 0.5), drr_db=(6.0, 6.0))
+    out = room.reverberate(mel, np.random.default_rng(0), 0.01)
+    db = 10 * np.log10(np.exp(out[:, 0].astype(np.float64)))
+    assert abs(out[50, 0]) < 1e-6 and np.all(out[:50] < -20)  # the frame as it was; before it, still silence
+    assert abs((db[51] - db[101]) - 60.0) < 0.5  # 50 hops = 0.5 s later, 60 dB down
+    tail = np.exp(out[51:, 0].astype(np.float64)).sum()
+    assert abs(tail - 10 ** -0.6) < 0.01  # the tail's energy / the direct frame's
+    rng, untouched = np.random.default_rng(1), np.random.default_rng(1)
+    assert np.array_equal(MelAugment().reverberate(mel, rng, 0.01), mel) and rng.random() == untouched.random()
+
+def test_non_speech_chunks_ask_for_the_resting_mouth_band_limits_empty_the_top_bins_rooms_fill_gaps(tiny_corpus):
     from minitalker.data.datasets import _mel_centres
 
     data = LandmarkClips(splits(tiny_corpus)["train"])
@@ -101,6 +117,9 @@ def test_non_speech_chunks_ask_for_the_resting_mouth_and_band_limits_empty_the_t
     top = _mel_centres(80) > 4000
     assert np.all(batch["mel"][..., top].numpy() == np.float32(data.floor))
     assert np.any(batch["mel"][..., ~top].numpy() > data.floor + 3)
+    plain, room = data.batch(list(range(4)), 8, MelAugment(**quiet)), data.batch(list(range(4)), 8, MelAugment(**quiet, p_reverb=1.0))
+    assert np.array_equal(room["target"], plain["target"])  # the same chunks, now heard in a room:
+    assert bool((room["mel"] >= plain["mel"] - 1e-5).all()) and float((room["mel"] - plain["mel"]).max()) > 1  # tails fill gaps
 
 
 def test_agent_1_hears_more_voices_but_no_other_sentence_splits():

@@ -77,6 +77,10 @@ class MelAugment:
       slow and regular next to people reading aloud;
     * on a fraction ``p_band`` of the samples, **band-limiting**: every bin above a cutoff
       ``U(band_hz)`` drops to the floor (telephone and low-rate recordings end at 3.4-4 kHz);
+    * on a fraction ``p_reverb`` of the clips, a **room** (:meth:`reverberate`, applied to whole
+      clips before the other changes): each mel band's power gains an exponentially decaying tail of
+      its past, with a reverberation time ``U(rt60_s)`` and a direct-to-reverberant ratio
+      ``U(drr_db)``; espeak is dry, and a room's tail fills the short silence of a p, b or m;
     * on a fraction ``p_nonspeech`` of the samples, **sound that is not speech**
       (:func:`nonspeech`: noise, hum, tones and chords) and the resting mouth as the target: without
       it, white noise opened the mouth.
@@ -101,12 +105,15 @@ class MelAugment:
     band_hz: tuple[float, float] = (3400.0, 6000.0)
     p_nonspeech: float = 0.0
     p_true_phones: float = 0.0
+    p_reverb: float = 0.0
+    rt60_s: tuple[float, float] = (0.2, 0.8)
+    drr_db: tuple[float, float] = (0.0, 12.0)
 
     def __post_init__(self):
         check_non_negative(self, "level_db", "tilt_db", "hum_db", "eq_db", "warp", "speed")
         check_positive(self, "eq_bands")
-        check_fraction(self, "p_noise", "p_pause", "p_band", "p_nonspeech", "p_true_phones")
-        for name in ("noise_db", "band_hz"):
+        check_fraction(self, "p_noise", "p_pause", "p_band", "p_nonspeech", "p_true_phones", "p_reverb")
+        for name in ("noise_db", "band_hz", "rt60_s", "drr_db"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise ValueError(f"MelAugment.{name} is a range (low, high) with 0 ≤ low ≤ high; got {(lo, hi)}")
@@ -118,6 +125,25 @@ class MelAugment:
             return mel, target
         out = stretch(mel, target, float(np.exp(rng.uniform(-1, 1) * np.log1p(self.speed))))
         return out if len(out[1]) >= frames else (mel, target)
+
+    def reverberate(self, mel: np.ndarray, rng: np.random.Generator, hop_s: float) -> np.ndarray:
+        """A clip's log-mel ``(M, 80)`` heard in a random room, on a fraction ``p_reverb`` of the clips.
+
+        ``P'(m) = P(m) + c Σ_{k≥1} d^k P(m-k)`` per band, on power ``P = exp(log-mel)``: the tail decays
+        by 60 dB over the reverberation time (``d = 10^(-6 hop / RT60)``) and holds ``10^(-DRR/10)``
+        of the direct energy (``c d / (1 - d)``). Late reverberation as a smooth energy envelope, the
+        same in every band (our choice: a room impulse response of real phases needs the waveform,
+        which training chunks no longer have).
+        """
+        if not (self.p_reverb and rng.random() < self.p_reverb):
+            return mel
+        import scipy.signal
+
+        d = 10 ** (-6 * hop_s / rng.uniform(*self.rt60_s))  # energy left after one hop
+        c = 10 ** (-rng.uniform(*self.drr_db) / 10) * (1 - d) / d  # tail energy / direct = c d / (1 - d)
+        power = np.exp(mel.astype(np.float64))
+        tail = scipy.signal.lfilter([0, d], [1, -d], power, axis=0)  # (M, 80): Σ_{k≥1} d^k P(m-k)
+        return np.log(power + c * tail).astype(np.float32)
 
     def __call__(self, mel: np.ndarray, rng: np.random.Generator, floor: float) -> np.ndarray:
         nat = np.log(10) / 10  # 1 dB of power in natural-log units
@@ -323,6 +349,9 @@ class LandmarkClips:
             mel, target = augment.stretch(mel, target, rng, frames)
         k, n = frames // 4, len(target) - frames + 1
         s = int(np.clip(rng.integers(-k, n + k), 0, n - 1))
+        M = self.audio_cfg.n_mels  # the changes act on the log-mel only; phones stay as recognised
+        if augment is not None:  # (a room acts on the whole clip, as its tail reaches into the chunk)
+            mel = np.concatenate([augment.reverberate(mel[:, :M], rng, self.audio_cfg.hop_s), mel[:, M:]], 1)
         mel = frame_windows(mel, len(target), self.audio_cfg)[s:s + frames]
         target = target[s:s + frames]
         if augment is not None:
@@ -332,7 +361,6 @@ class LandmarkClips:
             elif augment.p_nonspeech and rng.random() < augment.p_nonspeech:  # not speech: the mouth at rest
                 sound = audio_track(nonspeech((frames + 6) / FPS, rng), self.audio_cfg)
                 mel, target = frame_windows(sound, frames, self.audio_cfg), np.repeat(self.reference[i][None], frames, 0)
-            M = self.audio_cfg.n_mels  # the changes act on the log-mel only; phones stay as recognised
             mel = np.concatenate([augment(mel[..., :M], rng, self.floor), mel[..., M:]], -1)
         return mel, self.reference[i], target
 

@@ -83,6 +83,7 @@ class LandmarkTrainConfig(TrainConfig):
     eq_db: float = 0.0  # MelAugment.eq_db (e.g. 4: a smooth random equaliser of 3 x 4 dB); off: see the ablation
     p_band: float = 0.1  # MelAugment.p_band: this fraction of chunks band-limited to 3.4-6 kHz
     p_nonspeech: float = 0.05  # MelAugment.p_nonspeech: this fraction of chunks noise, hum or tunes, mouth at rest
+    p_reverb: float = 0.0  # MelAugment.p_reverb: this fraction of clips heard in a random room (reverberation)
     p_true_phones: float = 0.0  # MelAugment.p_true_phones: with the phonetic front end, this fraction of chunks reads the corpus's phones
     real_voices: int = 0  # train on the real voices too (data.real_voices), each on this many faces; 0: espeak only
     match_spectrum: bool = True  # measure the training clips' long-term spectrum; the model hears every recording moved to it
@@ -95,7 +96,7 @@ class LandmarkTrainConfig(TrainConfig):
         check_choice(self, "corpus", PRESETS)
         check_positive(self, "voices_per_sentence")
         check_non_negative(self, "velocity_weight", "speed", "freq_warp", "eq_db", "real_voices")
-        check_fraction(self, "p_band", "p_nonspeech", "p_true_phones")
+        check_fraction(self, "p_band", "p_nonspeech", "p_reverb", "p_true_phones")
         if any(not 80 <= r <= 450 for r in self.rates):
             raise ValueError(f"rates {self.rates}: espeak-ng speaks 80 to 450 words/minute; give rates in that range")
 
@@ -312,7 +313,8 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
         model.init_linear(ridge.w, ridge.mx, ridge.my)
         model.linear.requires_grad_(False)
     augment = MelAugment(speed=cfg.speed, warp=cfg.freq_warp, eq_db=cfg.eq_db, p_band=cfg.p_band,
-                         p_nonspeech=cfg.p_nonspeech, p_true_phones=cfg.p_true_phones) if cfg.augment else None
+                         p_nonspeech=cfg.p_nonspeech, p_reverb=cfg.p_reverb, p_true_phones=cfg.p_true_phones) \
+        if cfg.augment else None
 
     def batch_fn(seeds):
         return train.batch(seeds, model_cfg.clip_frames, augment)
