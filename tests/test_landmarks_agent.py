@@ -90,7 +90,6 @@ def test_frequency_warp_moves_a_formant_up_or_down():
         assert abs(f[peak] / f[30] - alpha) < 0.05, (alpha, f[peak] / f[30])
 
 
-
 def test_reverberation_decays_at_its_rt60_and_holds_its_share_of_the_energy():
     """One loud frame in silence, in a room of RT60 0.5 s and DRR 6 dB: the tail falls 60 dB in 0.5 s
     and holds 10^(-0.6) of the frame's energy; with p_reverb 0 the clip and the random stream are untouched."""
@@ -105,6 +104,7 @@ def test_reverberation_decays_at_its_rt60_and_holds_its_share_of_the_energy():
     assert abs(tail - 10 ** -0.6) < 0.01  # the tail's energy / the direct frame's
     rng, untouched = np.random.default_rng(1), np.random.default_rng(1)
     assert np.array_equal(MelAugment().reverberate(mel, rng, 0.01), mel) and rng.random() == untouched.random()
+
 
 def test_non_speech_chunks_ask_for_the_resting_mouth_band_limits_empty_the_top_bins_rooms_fill_gaps(tiny_corpus):
     from minitalker.data.datasets import _mel_centres

@@ -78,7 +78,7 @@ class MelAugment:
     * on a fraction ``p_band`` of the samples, **band-limiting**: every bin above a cutoff
       ``U(band_hz)`` drops to the floor (telephone and low-rate recordings end at 3.4-4 kHz);
     * on a fraction ``p_reverb`` of the clips, a **room** (:meth:`reverberate`, applied to whole
-      clips before the other changes): each mel band's power gains an exponentially decaying tail of
+      clips after the speed change, before the chunk is cut): each mel band's power gains an exponentially decaying tail of
       its past, with a reverberation time ``U(rt60_s)`` and a direct-to-reverberant ratio
       ``U(drr_db)``; espeak is dry, and a room's tail fills the short silence of a p, b or m;
     * on a fraction ``p_nonspeech`` of the samples, **sound that is not speech**
