@@ -126,8 +126,9 @@ class MelAugment:
         out = stretch(mel, target, float(np.exp(rng.uniform(-1, 1) * np.log1p(self.speed))))
         return out if len(out[1]) >= frames else (mel, target)
 
-    def reverberate(self, mel: np.ndarray, rng: np.random.Generator, hop_s: float) -> np.ndarray:
-        """A clip's log-mel ``(M, 80)`` heard in a random room, on a fraction ``p_reverb`` of the clips.
+    def reverberate(self, track: np.ndarray, rng: np.random.Generator, hop_s: float, n_mels: int) -> np.ndarray:
+        """A clip's features ``(M, F)`` heard in a random room, on a fraction ``p_reverb`` of the clips:
+        its first ``n_mels`` columns (the log-mel) change, the phones after them stay as recognised.
 
         ``P'(m) = P(m) + c Σ_{k≥1} d^k P(m-k)`` per band, on power ``P = exp(log-mel)``: the tail decays
         by 60 dB over the reverberation time (``d = 10^(-6 hop / RT60)``) and holds ``10^(-DRR/10)``
@@ -136,14 +137,16 @@ class MelAugment:
         which training chunks no longer have).
         """
         if not (self.p_reverb and rng.random() < self.p_reverb):
-            return mel
+            return track  # (no copy: most clips hear no room)
         import scipy.signal
 
         d = 10 ** (-6 * hop_s / rng.uniform(*self.rt60_s))  # energy left after one hop
         c = 10 ** (-rng.uniform(*self.drr_db) / 10) * (1 - d) / d  # tail energy / direct = c d / (1 - d)
-        power = np.exp(mel.astype(np.float64))
+        power = np.exp(track[:, :n_mels].astype(np.float64))  # (M, 80)
         tail = scipy.signal.lfilter([0, d], [1, -d], power, axis=0)  # (M, 80): Σ_{k≥1} d^k P(m-k)
-        return np.log(power + c * tail).astype(np.float32)
+        out = track.copy()
+        out[:, :n_mels] = np.log(power + c * tail)
+        return out
 
     def __call__(self, mel: np.ndarray, rng: np.random.Generator, floor: float) -> np.ndarray:
         nat = np.log(10) / 10  # 1 dB of power in natural-log units
@@ -349,9 +352,8 @@ class LandmarkClips:
             mel, target = augment.stretch(mel, target, rng, frames)
         k, n = frames // 4, len(target) - frames + 1
         s = int(np.clip(rng.integers(-k, n + k), 0, n - 1))
-        M = self.audio_cfg.n_mels  # the changes act on the log-mel only; phones stay as recognised
         if augment is not None:  # (a room acts on the whole clip, as its tail reaches into the chunk)
-            mel = np.concatenate([augment.reverberate(mel[:, :M], rng, self.audio_cfg.hop_s), mel[:, M:]], 1)
+            mel = augment.reverberate(mel, rng, self.audio_cfg.hop_s, self.audio_cfg.n_mels)
         mel = frame_windows(mel, len(target), self.audio_cfg)[s:s + frames]
         target = target[s:s + frames]
         if augment is not None:
@@ -361,6 +363,7 @@ class LandmarkClips:
             elif augment.p_nonspeech and rng.random() < augment.p_nonspeech:  # not speech: the mouth at rest
                 sound = audio_track(nonspeech((frames + 6) / FPS, rng), self.audio_cfg)
                 mel, target = frame_windows(sound, frames, self.audio_cfg), np.repeat(self.reference[i][None], frames, 0)
+            M = self.audio_cfg.n_mels  # the changes act on the log-mel only; phones stay as recognised
             mel = np.concatenate([augment(mel[..., :M], rng, self.floor), mel[..., M:]], -1)
         return mel, self.reference[i], target
 
