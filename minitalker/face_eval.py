@@ -401,11 +401,11 @@ def talking_faces(unet, schedule, agent_cfg, landmark_model, n_frames: int | Non
     measures on the frames (:func:`measure_openings`): lip-sync (:func:`~minitalker.lipsync.lipsync_scores`),
     :func:`obedience` to the landmarks drawn, and ``person_r``, the correlation with the opening measured
     the same way on the true crops, whose own lip-sync is ``person``. ``n_frames``: only the first ones
-    (tests). Returns ``{"clips": {name: {row: scores}}, "mean": {row: scores}, "seconds"}``.
+    (tests). Returns ``{"clips": {name: {row: scores}}, "mean": {row: the mean over clips, the median offset}, "seconds"}``.
     """
     from minitalker.audio import FPS, SAMPLE_RATE
     from minitalker.data.real_speech import TALKING_FACES, frame_phones, talking_face_set
-    from minitalker.lipsync import frame_energy, lipsync_scores
+    from minitalker.lipsync import frame_energy, lipsync_scores, median_offset
     from minitalker.nn.landmark_transformer import predict_landmarks
     from minitalker.video import aligned_crops, read_video, resample_fps
 
@@ -427,8 +427,9 @@ def talking_faces(unet, schedule, agent_cfg, landmark_model, n_frames: int | Non
                                            for row, (frames, asked) in drawn.items()}
         clips[clip["name"]] = {row: lipsync_scores(o, phones, energy) | obeyed | {"person_r": float(np.corrcoef(o, person)[0, 1])}
                                for row, (o, obeyed) in rows.items()}
-    keys = ("closure_ratio", "open_vowel_r", "offset", "person_r", "r", "slope")
+    keys = ("closure_ratio", "open_vowel_r", "person_r", "r", "slope")
     mean = {row: {k: float(np.mean([c[row][k] for c in clips.values()])) for k in keys if k in next(iter(clips.values()))[row]}
+            | {"offset": median_offset([c[row]["offset"] for c in clips.values()])}
             for row in next(iter(clips.values()))} if clips else {}
     return {"clips": clips, "mean": mean, "seconds": time.perf_counter() - start}
 

@@ -98,9 +98,15 @@ def rig_opening(phones: list[tuple[str, float, float]], n_frames: int, face: np.
 
 def _overall(rows: dict, r_with: str = "rig_r") -> dict:
     """The mean closure ratio, open-vowel r and ``r_with`` (r with the rig, or with the person's mouth) over
-    rows (recording × face, or clips), the median offset."""
+    rows (recording × face, or clips), and the median offset (:func:`median_offset`)."""
     mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in ("closure_ratio", "open_vowel_r", r_with)}
-    return mean | {"offset": int(np.median([r["offset"] for r in rows.values()]))}
+    return mean | {"offset": median_offset([r["offset"] for r in rows.values()])}
+
+
+def median_offset(offsets: list[int]) -> float:
+    """The offset of many recordings or clips: their median, in frames, halfway between the middle two when
+    they are even in number (a lag of 0 and one of -1 pool to -0.5: never rounded towards sync)."""
+    return float(np.median(offsets))
 
 
 def evaluate_landmarks_real(model=None, faces: tuple[str, ...] = REFERENCE_FACES) -> dict:
@@ -177,7 +183,7 @@ def format_lipsync(results: dict) -> str:
             (f"*the rig on the phones pocketsphinx hears ({results['rig_heard'].get('recogniser', 'loop')})*",
              results["rig_heard"]["overall"])]
     for name, s in rows:
-        lines.append(f"| {name} | {s['closure_ratio']:.2f} | {s['open_vowel_r']:.2f} | {s['offset']:+d} | {s['rig_r']:.2f} |")
+        lines.append(f"| {name} | {s['closure_ratio']:.2f} | {s['open_vowel_r']:.2f} | {s['offset']:+g} | {s['rig_r']:.2f} |")
     lines.append("targets: closure ratio ≤ 0.5, r ≥ 0.4, offset within ±1 frame; r with the rig: the opening's "
                  "correlation with what the corpus's articulation rig does on the aligned phones")
     faces = results.get("talking_faces", {})
@@ -188,7 +194,7 @@ def format_lipsync(results: dict) -> str:
                  "rig": "*the rig on the aligned phones*"}
         for clip, scores in [*faces["clips"].items(), ("**overall**", faces["overall"])]:
             for who, s in scores.items():
-                lines.append(f"| {clip}: {names[who]} | {s['closure_ratio']:.2f} | {s['open_vowel_r']:.2f} | {s['offset']:+d} "
+                lines.append(f"| {clip}: {names[who]} | {s['closure_ratio']:.2f} | {s['open_vowel_r']:.2f} | {s['offset']:+g} "
                              f"| {s['person_r']:.2f} |")
     return "\n".join(lines)
 

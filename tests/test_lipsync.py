@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minitalker.data import real_speech as rs
-from minitalker.lipsync import av_offset, evaluate_landmarks_real, frame_energy, lipsync_scores
+from minitalker.lipsync import av_offset, evaluate_landmarks_real, frame_energy, lipsync_scores, median_offset
 
 
 def test_stored_labels_are_what_the_aligner_writes():
@@ -166,6 +166,10 @@ def test_av_offset_finds_a_planted_lag(lag):
     opening = np.roll(energy, lag) + 0.1 * rng.normal(size=120)  # the mouth follows `lag` frames later
     found, corr = av_offset(energy, opening)
     assert found == lag and corr.shape == (11,)
+
+
+def test_pooled_offsets_are_their_median_never_rounded_towards_sync():
+    assert median_offset([0, -1]) == -0.5 and median_offset([-4, -5]) == -4.5 and median_offset([3, 0, 1]) == 1
 
 
 def test_lipsync_scores_of_a_mouth_that_shuts_on_bilabials_and_opens_on_vowels():
