@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "the corpus's own phones instead of the heard ones (default: the preset's)")
     p.add_argument("--real-voices", type=int, metavar="N", help="also train on the real voices (human speech, the "
                    "rig's mouths on its aligned phones), each on N faces; 0: espeak only (default: the preset's)")
+    p.add_argument("--teacher", metavar="PATH", help="learn what this agent-1 checkpoint predicts on the same chunks "
+                   "(distillation; e.g. data/checkpoints/landmarks_fast); with --n-layers, a smaller, faster student")
+    p.add_argument("--teacher-weight", type=float, metavar="W", help="with --teacher: the loss towards the teacher's "
+                   "prediction counts W, the loss towards the corpus's landmarks 1 - W (default 1)")
+    p.add_argument("--n-layers", type=int, metavar="N", help="frame blocks of the model (default: the preset's)")
     p.add_argument("--export", metavar="PATH", help="then write the best weights as fp16 + test metrics to PATH "
                    "(e.g. data/checkpoints/landmarks_fast)")
     p.set_defaults(func=_train_landmarks)
@@ -209,6 +214,14 @@ def _train_landmarks(args) -> None:
         train_cfg = dataclasses.replace(train_cfg, p_true_phones=args.true_phones)
     if args.real_voices is not None:
         train_cfg = dataclasses.replace(train_cfg, real_voices=args.real_voices)
+    if args.teacher:
+        train_cfg = dataclasses.replace(train_cfg, teacher=args.teacher)
+    if args.teacher_weight is not None:
+        if not args.teacher:
+            raise ValueError("--teacher-weight weighs the loss towards a teacher: give --teacher PATH too")
+        train_cfg = dataclasses.replace(train_cfg, teacher_weight=args.teacher_weight)
+    if args.n_layers:
+        model_cfg = dataclasses.replace(model_cfg, n_layers=args.n_layers)
     run = train_landmarks(args.preset, args.out, resume=args.resume, model_cfg=model_cfg, train_cfg=train_cfg)
     print("trained:", run)
     if args.export:

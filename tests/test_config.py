@@ -52,6 +52,7 @@ def test_every_preset_passes_its_own_checks(cls, preset):
     (lambda: TrainConfig(amp="fp8"), "TrainConfig.amp must be one of"),
     (lambda: LandmarkTrainConfig(corpus="medium"), "LandmarkTrainConfig.corpus must be one of"),
     (lambda: LandmarkTrainConfig(rates=(500,)), "espeak-ng speaks 80 to 450"),
+    (lambda: LandmarkTrainConfig(teacher_weight=1.5), "LandmarkTrainConfig.teacher_weight is a fraction"),
     (lambda: MelAugment(p_pause=2.0), "MelAugment.p_pause is a fraction"),
     (lambda: MelAugment(band_hz=(6000.0, 3400.0)), "MelAugment.band_hz is a range"),
     (lambda: MelAugment(rt60_s=(0.8, 0.2)), "MelAugment.rt60_s is a range"),

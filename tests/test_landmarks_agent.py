@@ -161,6 +161,42 @@ def test_training_beats_the_copied_reference_on_validation(speech_corpus, tiny_r
     assert model.meta["metrics"]["val_mouth_error"] == pytest.approx(model.meta["best"]["value"])
 
 
+def test_a_student_is_scored_against_its_teachers_prediction_in_the_measure_asked(speech_corpus, tiny_run):
+    """landmark_loss with a teacher: weight 1 scores the student against the teacher alone (itself as its
+    own teacher: zero loss), weight 0 against the landmarks alone, 0.5 halfway; no gradient reaches the teacher."""
+    from minitalker.nn.landmark_transformer import model_from_checkpoint
+    from minitalker.train.landmarks import landmark_loss
+
+    model = model_from_checkpoint(tiny_run / "best")
+    batch = LandmarkClips(splits(speech_corpus)["train"], model.cfg.audio_config()).batch([1, 2], 8)
+    plain = landmark_loss(model, batch)["loss"]
+    assert plain > 0
+    assert landmark_loss(model, batch, teacher=model, teacher_weight=1.0)["loss"] == 0
+    assert torch.allclose(landmark_loss(model, batch, teacher=model, teacher_weight=0.0)["loss"], plain)
+    half = landmark_loss(model, batch, teacher=model, teacher_weight=0.5)["loss"]
+    assert torch.allclose(half, plain / 2)
+    half.backward()  # the gradient is that of the landmark half: the teacher's prediction is a constant
+    assert model.head.weight.grad is not None
+
+
+def test_a_student_hears_through_its_teachers_front_end(speech_corpus, tiny_run, tmp_path):
+    """train_landmarks with a teacher: a smaller student takes the teacher's spectrum and records its teacher;
+    a student that would hear otherwise, or in longer clips, is refused with what to give."""
+    from minitalker.nn.landmark_transformer import model_from_checkpoint
+
+    teacher = model_from_checkpoint(tiny_run / "best")
+    small = dataclasses.replace(TINY_MODEL, n_layers=1)
+    train = dataclasses.replace(TINY_TRAIN, steps=2, eval_every=2, ckpt_every=2, teacher=str(tiny_run / "best"))
+    student = model_from_checkpoint(train_landmarks("fast", tmp_path / "student", model_cfg=small, train_cfg=train,
+                                                    corpus=speech_corpus) / "best")
+    assert student.cfg.n_layers == 1 and student.cfg.spectrum == teacher.cfg.spectrum
+    assert student.meta["train_config"]["teacher"] == str(tiny_run / "best")
+    for other in (dataclasses.replace(small, window=16), dataclasses.replace(small, clip_frames=16)):
+        with pytest.raises(ValueError, match="give the student the teacher's front end"):
+            train_landmarks("fast", tmp_path / "refused", model_cfg=other, train_cfg=train, corpus=speech_corpus)
+    assert not (tmp_path / "refused").exists()
+
+
 def test_evaluation_reports_baselines_and_phoneme_classes(speech_corpus, tiny_run):
     results = evaluate_landmarks(tiny_run / "best", speech_corpus)
     sets = [k for k in results if k.startswith("test_")]

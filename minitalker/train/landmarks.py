@@ -15,6 +15,11 @@ and on the held-out identity, next to three baselines fitted in the same run on 
 split: the reference copied (a closed, resting mouth), the mean mouth shape, and ridge regression
 from the same audio window. All errors are in the normalised frame, where the inter-ocular
 distance is 1, so they read as "fraction of the eye-corner distance".
+
+With a ``teacher`` (:class:`LandmarkTrainConfig`), the student learns what a trained agent 1 predicts
+on the same chunks instead of (or, by ``teacher_weight``, as well as) the corpus's landmarks:
+distillation (Hinton et al. 2015). On the real voices (``real_voices``) that carries the teacher's
+behaviour on a human voice, which a smaller model trained on the rig's mouths does not learn.
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ class LandmarkTrainConfig(TrainConfig):
     p_reverb: float = 0.0  # MelAugment.p_reverb: this fraction of clips heard in a random room (reverberation)
     p_true_phones: float = 0.0  # MelAugment.p_true_phones: with the phonetic front end, this fraction of chunks reads the corpus's phones
     real_voices: int = 0  # train on the real voices too (data.real_voices), each on this many faces; 0: espeak only
+    teacher: str = ""  # an agent-1 checkpoint whose predictions the model learns (distillation); "": none
+    teacher_weight: float = 1.0  # with a teacher: loss = w · loss(teacher's prediction) + (1 - w) · loss(landmarks)
     match_spectrum: bool = True  # measure the training clips' long-term spectrum; the model hears every recording moved to it
     eval_every: int = 0  # 0 = once per epoch (an epoch = as many frames as the training split holds)
     ckpt_every: int = 0  # 0 = once per epoch
@@ -96,7 +103,7 @@ class LandmarkTrainConfig(TrainConfig):
         check_choice(self, "corpus", PRESETS)
         check_positive(self, "voices_per_sentence")
         check_non_negative(self, "velocity_weight", "speed", "freq_warp", "eq_db", "real_voices")
-        check_fraction(self, "p_band", "p_nonspeech", "p_reverb", "p_true_phones")
+        check_fraction(self, "p_band", "p_nonspeech", "p_reverb", "p_true_phones", "teacher_weight")
         if any(not 80 <= r <= 450 for r in self.rates):
             raise ValueError(f"rates {self.rates}: espeak-ng speaks 80 to 450 words/minute; give rates in that range")
 
@@ -146,13 +153,26 @@ def splits(corpus: Corpus) -> dict[str, list]:
             "test_identity": [c for c in test if c.identity in corpus.heldout]}
 
 
-def landmark_loss(model: torch.nn.Module, batch: dict, velocity_weight: float = 1.0) -> dict[str, torch.Tensor]:
-    """L1 position + velocity loss on the hidden points of ``batch`` (see :class:`LandmarkClips`)."""
+def landmark_loss(model: torch.nn.Module, batch: dict, velocity_weight: float = 1.0,
+                  teacher: LandmarkCompletionTransformer | None = None, teacher_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """L1 position + velocity loss on the hidden points of ``batch`` (see :class:`LandmarkClips`).
+
+    With a ``teacher``, each term is ``w · L1(pred, teacher's prediction) + (1 - w) · L1(pred, target)``,
+    ``w = teacher_weight``: the teacher hears the same (augmented) chunk.
+    """
     pred = model(batch["mel"], batch["reference"])[:, :, HIDDEN]  # (B, T, 31, 2)
-    true = batch["target"][:, :, HIDDEN]
-    pos = (pred - true).abs().mean()
-    vel = ((pred[:, 1:] - pred[:, :-1]) - (true[:, 1:] - true[:, :-1])).abs().mean()
+    pos, vel = _l1(pred, batch["target"][:, :, HIDDEN])
+    if teacher is not None:
+        with torch.no_grad():
+            taught = teacher(batch["mel"], batch["reference"])[:, :, HIDDEN]  # (B, T, 31, 2)
+        t_pos, t_vel = _l1(pred, taught)
+        pos, vel = torch.lerp(pos, t_pos, teacher_weight), torch.lerp(vel, t_vel, teacher_weight)
     return {"loss": pos + velocity_weight * vel, "position": pos, "velocity": vel}
+
+
+def _l1(pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean L1 of positions ``(B, T, P, 2)`` and of their frame-to-frame velocities."""
+    return (pred - true).abs().mean(), ((pred[:, 1:] - pred[:, :-1]) - (true[:, 1:] - true[:, :-1])).abs().mean()
 
 
 # ------------------------------------------------------------------------------------- scoring
@@ -290,12 +310,16 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
     ``preset`` picks both configs (fast/full; default ``$MINITALKER_PRESET``); ``model_cfg`` and
     ``train_cfg`` override them. ``resume`` continues ``out/last`` exactly where it stopped. With
     ``train_cfg.real_voices`` = N the training split also holds the real voices on N faces of the
-    ``train_cfg.corpus`` preset's (:func:`~minitalker.data.real_voices.real_voice_corpus`).
+    ``train_cfg.corpus`` preset's (:func:`~minitalker.data.real_voices.real_voice_corpus`). With
+    ``train_cfg.teacher`` the model hears through the teacher's front end (its spectrum included).
     """
     preset = preset_name(preset)
     model_cfg = model_cfg or LandmarkTransformerConfig.preset(preset)
     cfg = train_cfg or LandmarkTrainConfig.preset(preset)
     out = Path(out or Path("outputs") / f"landmarks_{preset}")
+    teacher = _teacher(cfg.teacher, model_cfg) if cfg.teacher else None
+    if teacher is not None:
+        model_cfg = dataclasses.replace(model_cfg, spectrum=teacher.cfg.spectrum)
     corpus = corpus or landmark_corpus(cfg)
     parts = splits(corpus)
     if cfg.match_spectrum and not model_cfg.spectrum:  # audio.match_spectrum: a voice's colour moved to the corpus's
@@ -320,7 +344,7 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
         return train.batch(seeds, model_cfg.clip_frames, augment)
 
     def loss_fn(m, batch):
-        return landmark_loss(m, batch, cfg.velocity_weight)
+        return landmark_loss(m, batch, cfg.velocity_weight, teacher, cfg.teacher_weight)
 
     def eval_fn(m):
         s = score(predict_model(m, val), val)
@@ -329,8 +353,21 @@ def train_landmarks(preset: str | None = None, out: str | os.PathLike | None = N
     meta = {"model_class": "LandmarkCompletionTransformer", "corpus": corpus.root.name}
     trainer = Trainer(model, cfg, out, batch_fn, loss_fn, eval_fn, model_config=model_cfg.to_dict(),
                       best_metric="val_mouth_error", meta=meta)
+    if teacher is not None:
+        teacher.to(trainer.device)
     trainer.fit(resume=resume)
     return out
+
+
+def _teacher(path: str, student: LandmarkTransformerConfig) -> LandmarkCompletionTransformer:
+    """The frozen teacher at ``path``; ValueError unless the student can hear what it hears, in its clips."""
+    teacher = model_from_checkpoint(path).eval().requires_grad_(False)
+    hears = dataclasses.replace(student, spectrum=teacher.cfg.spectrum).audio_config()
+    if teacher.cfg.audio_config() != hears or student.clip_frames > teacher.cfg.clip_frames:
+        raise ValueError(f"the teacher {path} hears {teacher.cfg.audio_config()} in clips of {teacher.cfg.clip_frames} "
+                         f"frames; the student would hear {hears} in clips of {student.clip_frames}: give the student the "
+                         "teacher's front end (n_mels, window, lifter, front_end, recogniser) and at most its clip_frames")
+    return teacher
 
 
 def export_landmark_model(run: str | os.PathLike, dest: str | os.PathLike = SHIPPED, command: str = "",
