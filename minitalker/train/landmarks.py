@@ -18,8 +18,8 @@ distance is 1, so they read as "fraction of the eye-corner distance".
 
 With a ``teacher`` (:class:`LandmarkTrainConfig`), the student learns what a trained agent 1 predicts
 on the same chunks instead of (or, by ``teacher_weight``, as well as) the corpus's landmarks:
-distillation (Hinton et al. 2015). On the real voices (``real_voices``) that carries the teacher's
-behaviour on a human voice, which a smaller model trained on the rig's mouths does not learn.
+distillation (Hinton et al. 2015). Why: on the real voices (``real_voices``) the student learns the
+teacher's answer to a human voice, where the rig's mouths would teach it only the aligned phones.
 """
 
 from __future__ import annotations
