@@ -46,11 +46,11 @@ def test_build_size_and_root(monkeypatch, tmp_path, capsys):
     assert "3 clips" in capsys.readouterr().out
 
 
-
 def test_a_teacher_weight_without_a_teacher_is_an_error_that_says_what_to_give(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "landmarks", "--preset", "fast", "--teacher-weight", "0.5"])
     assert e.value.code == 1 and "give --teacher PATH" in capsys.readouterr().err
+
 
 def test_import_videos(tmp_path, capsys):
     with warnings.catch_warnings():

@@ -162,21 +162,24 @@ def test_training_beats_the_copied_reference_on_validation(speech_corpus, tiny_r
 
 
 def test_a_student_is_scored_against_its_teachers_prediction_in_the_measure_asked(speech_corpus, tiny_run):
-    """landmark_loss with a teacher: weight 1 scores the student against the teacher alone (itself as its
-    own teacher: zero loss), weight 0 against the landmarks alone, 0.5 halfway; no gradient reaches the teacher."""
+    """landmark_loss with a teacher: weight 1 scores the student against the teacher alone (a teacher with the
+    student's own weights: zero loss), weight 0 against the landmarks alone, 0.5 halfway; no gradient reaches the teacher."""
+    import copy
+
     from minitalker.nn.landmark_transformer import model_from_checkpoint
     from minitalker.train.landmarks import landmark_loss
 
     model = model_from_checkpoint(tiny_run / "best")
+    twin = copy.deepcopy(model)  # the same weights, its own parameters (trainable, to catch a gradient)
     batch = LandmarkClips(splits(speech_corpus)["train"], model.cfg.audio_config()).batch([1, 2], 8)
     plain = landmark_loss(model, batch)["loss"]
     assert plain > 0
-    assert landmark_loss(model, batch, teacher=model, teacher_weight=1.0)["loss"] == 0
-    assert torch.allclose(landmark_loss(model, batch, teacher=model, teacher_weight=0.0)["loss"], plain)
-    half = landmark_loss(model, batch, teacher=model, teacher_weight=0.5)["loss"]
+    assert landmark_loss(model, batch, teacher=twin, teacher_weight=1.0)["loss"] == 0
+    assert torch.allclose(landmark_loss(model, batch, teacher=twin, teacher_weight=0.0)["loss"], plain)
+    half = landmark_loss(model, batch, teacher=twin, teacher_weight=0.5)["loss"]
     assert torch.allclose(half, plain / 2)
-    half.backward()  # the gradient is that of the landmark half: the teacher's prediction is a constant
-    assert model.head.weight.grad is not None
+    half.backward()  # the student learns; the teacher's prediction is a constant
+    assert model.head.weight.grad is not None and all(p.grad is None for p in twin.parameters())
 
 
 def test_a_student_hears_through_its_teachers_front_end(speech_corpus, tiny_run, tmp_path):
