@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -187,6 +188,8 @@ class TalkingFacePipeline:
         check_sampling(self.schedule, steps, self.agent_cfg.guidance_scale if guidance is None else guidance,
                        self.agent_cfg.strength if strength is None else strength)
         wav, face, lm = self._landmarks(audio, photo, reference, smooth)
-        batches = self._frames(face, lm, steps, guidance, strength, seed, batch_size, progress)
-        return write_video(out, video_frames(batches, None if crop else face.photo, face.box, max_side=max_side),
-                           FPS, wav, SAMPLE_RATE)
+        # closed however the encoder stops (Ctrl-C, a full disk): the sampler's progress bar ends here, not
+        # at interpreter exit after the CLI's last line
+        with closing(self._frames(face, lm, steps, guidance, strength, seed, batch_size, progress)) as batches:
+            return write_video(out, video_frames(batches, None if crop else face.photo, face.box, max_side=max_side),
+                               FPS, wav, SAMPLE_RATE)

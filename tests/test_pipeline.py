@@ -134,6 +134,30 @@ def test_write_streams_each_batch_to_the_encoder(pipe, arctic, tmp_path, monkeyp
     assert a.shape == b.shape == (25, 600, 512, 3) and np.abs(a.astype(int) - b).max() <= 2  # the same video
 
 
+def test_an_encoder_that_stops_closes_the_sampler(pipe, arctic, tmp_path, monkeypatch):
+    """Ctrl-C while a frame goes to the encoder: the suspended sampler (and its progress bar) is closed
+    as ``write`` unwinds, not at interpreter exit after the CLI's last line."""
+    import minitalker.pipeline as P
+
+    closed, sample = [], P.iter_frames
+
+    def watched(*args, **kwargs):
+        try:
+            yield from sample(*args, **kwargs)
+        finally:
+            closed.append(True)
+
+    def stopped(path, frames, *args):
+        next(iter(frames))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(P, "iter_frames", watched)
+    monkeypatch.setattr(P, "write_video", stopped)
+    with pytest.raises(KeyboardInterrupt) as interrupt:  # holds the traceback, and with it write's frame
+        pipe.write(tmp_path / "x.mp4", arctic, load_face("grace_hopper")[0], steps=1, batch_size=8, progress=False)
+    assert interrupt.value.__traceback__ is not None and closed == [True]
+
+
 def test_demo_writes_the_video_and_figures(tmp_path, capsys):
     main(["demo", "--preset", "fast", "--out", str(tmp_path / "demo"), "--steps", "2"])
     v, a, n = streams(tmp_path / "demo" / "talking_face.mp4")
