@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import sys
 
 USER_ERRORS = (OSError, ValueError, ModuleNotFoundError)  # NoFaceError and damaged checkpoints are ValueErrors
@@ -307,13 +308,18 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("minitalker: interrupted", file=sys.stderr)
-        sys.exit(130)
     except USER_ERRORS as e:
         if args.debug:
             raise
         print(f"minitalker: error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
         sys.exit(1)
+    else:
+        return
+    # interrupted; out of the except block the traceback is gone, so what it held suspended (a generator's
+    # progress bar) is finalised now, and prints before the last line, not at interpreter exit after it
+    gc.collect()
+    print("minitalker: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -230,6 +230,27 @@ def test_debug_shows_the_traceback(inputs):
     assert "FileNotFoundError: audio file not found" in run.stderr
 
 
+def test_ctrl_c_lets_suspended_work_end_before_the_last_line(monkeypatch, capsys):
+    """Any command: a generator left suspended by Ctrl-C (a progress bar over it) ends before the one line."""
+    import minitalker.cli as C
+
+    def work():
+        try:
+            yield from range(3)
+        finally:
+            print("bar closed", file=sys.stderr)
+
+    def interrupted(args):
+        bar = work()  # a local, as `bar = tqdm(...)`: the traceback's frame holds the suspended generator
+        for _ in bar:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(C, "_data_build", interrupted)
+    with pytest.raises(SystemExit) as exit:
+        main(["data", "build"])
+    assert exit.value.code == 130 and capsys.readouterr().err.splitlines() == ["bar closed", "minitalker: interrupted"]
+
+
 def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing(inputs, tmp_path):
     out = tmp_path / "talk.mp4"
     # a shell without job control starts background jobs with SIGINT ignored, and children inherit that:
